@@ -1,0 +1,143 @@
+"""Per-task presets: the one place where task constants live.
+
+DeepMind Control settings follow PAD / DMControl-GB and VAI (Hansen et al. 2021; Wang et al. 2021):
+100x100 RGB from camera 0, 3 stacked frames, 1000 simulator steps per episode, action repeat 8 for
+cartpole, 2 for finger and 4 otherwise. DrawerWorld follows VAI's top-down view of Meta-World's drawer
+tasks with action repeat 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vai.errors import UserError
+
+IMAGE_SIZE = 100
+"""Rendered frame side in pixels; agents crop to 84."""
+
+FRAME_STACK = 3
+"""Frames stacked along the channel axis: observations are uint8 (3 * FRAME_STACK, H, W)."""
+
+COLOR_MODES = ("color_easy", "color_hard")
+VIDEO_MODES = ("video_easy", "video_hard")
+DMC_MODES = ("train", *COLOR_MODES, *VIDEO_MODES)
+"""DMControl-GB test modes; ``videoN`` (one video of the easy set) is accepted too."""
+
+DRAWER_TEXTURES = ("grid", "black", "blanket", "fabric", "metal", "marble", "wood")
+"""DrawerWorld table textures (VAI, Sec. 5); ``grid`` is the training texture."""
+
+DRAWER_MODES = ("train", *DRAWER_TEXTURES)
+
+
+@dataclass(frozen=True)
+class DMCTask:
+    """A DeepMind Control task as a pixel environment."""
+
+    domain: str
+    """dm_control suite domain, e.g. ``walker``."""
+    task: str
+    """dm_control suite task, e.g. ``walk``."""
+    action_repeat: int
+    """Simulator steps per agent action (PAD / VAI values)."""
+    foreground: str
+    """What counts as foreground in the ground-truth mask, in words (documentation)."""
+    extra_foreground_geoms: tuple[str, ...] = ()
+    """Static geoms that still belong to the foreground (e.g. reacher's target)."""
+    extra_foreground_sites: tuple[str, ...] = ()
+    """Visible sites that belong to the foreground (e.g. finger's target)."""
+    episode_sim_steps: int = 1000
+    """Simulator steps per episode (an episode has ``episode_sim_steps // action_repeat`` steps)."""
+    camera_id: int = 0
+    """Camera rendered (DMControl-GB uses camera 0)."""
+
+    @property
+    def suite(self) -> str:
+        return "dmc"
+
+
+@dataclass(frozen=True)
+class DrawerTask:
+    """A Meta-World drawer task seen from VAI's top-down camera (DrawerWorld)."""
+
+    env_name: str
+    """Meta-World v3 environment name."""
+    foreground_bodies: tuple[str, ...]
+    """Bodies whose whole subtree is foreground: the robot arm and the drawer."""
+    foreground: str
+    """What counts as foreground, in words (documentation)."""
+    action_repeat: int = 2
+    """Simulator (Meta-World) steps per agent action, as VAI."""
+    episode_env_steps: int = 500
+    """Meta-World steps per episode (its ``max_path_length``)."""
+    camera: dict = field(
+        default_factory=lambda: {
+            "azimuth": 180.0,
+            "elevation": -90.0,
+            "distance": 0.96,
+            "lookat": (0.0, 0.6, 0.0),
+        }
+    )
+    """Free camera of VAI's DrawerWorld: straight down on table, arm and drawer."""
+    table_material: str = "table_wood"
+    """Material whose texture the texture modes replace."""
+
+    @property
+    def suite(self) -> str:
+        return "drawerworld"
+
+
+_MOVING = "every body that moves (not welded to the world)"
+
+DMC_TASKS: dict[str, DMCTask] = {
+    "walker_walk": DMCTask("walker", "walk", 4, f"{_MOVING}: the walker"),
+    "walker_stand": DMCTask("walker", "stand", 4, f"{_MOVING}: the walker"),
+    "cartpole_swingup": DMCTask(
+        "cartpole", "swingup", 8, f"{_MOVING}: cart and pole; the rails are static decoration"
+    ),
+    "cartpole_balance": DMCTask(
+        "cartpole", "balance", 8, f"{_MOVING}: cart and pole; the rails are static decoration"
+    ),
+    "ball_in_cup_catch": DMCTask(
+        "ball_in_cup", "catch", 4, f"{_MOVING} and the string: cup, ball and string"
+    ),
+    "finger_spin": DMCTask(
+        "finger", "spin", 2, f"{_MOVING}: finger and spinner", extra_foreground_sites=("target",)
+    ),
+    "finger_turn_easy": DMCTask(
+        "finger",
+        "turn_easy",
+        2,
+        f"{_MOVING} and the target site: finger, spinner, target",
+        extra_foreground_sites=("target",),
+    ),
+    "cheetah_run": DMCTask("cheetah", "run", 4, f"{_MOVING}: the cheetah"),
+    "reacher_easy": DMCTask(
+        "reacher",
+        "easy",
+        4,
+        f"{_MOVING} and the target: arm and target; the arena walls and the arm's pivot are static",
+        extra_foreground_geoms=("target",),
+    ),
+}
+
+_DRAWER_FOREGROUND = "the Sawyer arm (from its base link) and the drawer (case and handle)"
+
+DRAWER_TASKS: dict[str, DrawerTask] = {
+    "drawer_open": DrawerTask("drawer-open-v3", ("right_arm_base_link", "drawer"), _DRAWER_FOREGROUND),
+    "drawer_close": DrawerTask("drawer-close-v3", ("right_arm_base_link", "drawer"), _DRAWER_FOREGROUND),
+}
+
+TASKS: dict[str, DMCTask | DrawerTask] = {**DMC_TASKS, **DRAWER_TASKS}
+
+
+def get_task(name: str) -> DMCTask | DrawerTask:
+    """The preset of a task, or a :class:`UserError` naming the valid tasks."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}") from None
+
+
+def modes_for(task: DMCTask | DrawerTask) -> tuple[str, ...]:
+    """The named modes a task accepts (DMC tasks also accept ``videoN``)."""
+    return DMC_MODES if isinstance(task, DMCTask) else DRAWER_MODES
