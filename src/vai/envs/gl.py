@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
 from vai.errors import UserError
 
@@ -65,12 +66,27 @@ def osmesa_works() -> bool:
     return True
 
 
+def prefer_backend() -> None:
+    """Choose a backend now if one works and none is set; stay silent otherwise (for ``import vai``)."""
+    if not os.environ.get("MUJOCO_GL") and "mujoco" not in sys.modules:
+        try:
+            ensure_backend()
+        except UserError:
+            pass  # make_env reports it, with the fix, when rendering is actually needed
+
+
 def ensure_backend() -> str:
     """Set ``MUJOCO_GL`` (and PyOpenGL's platform) if unset and return the backend in use.
 
     Raises :class:`UserError` naming the packages to install when no backend works.
     """
     chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
+    if not chosen and ("mujoco" in sys.modules or "dm_control" in sys.modules):
+        # MuJoCo already picked its default (GLFW, which needs a display) when it was imported.
+        raise UserError(
+            "mujoco was imported before vai could choose a headless OpenGL backend: "
+            "import vai first, or set MUJOCO_GL=egl (or osmesa) before importing mujoco"
+        )
     if not chosen:
         if egl_works():
             chosen = "egl"

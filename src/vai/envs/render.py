@@ -8,6 +8,7 @@ Import this module only after :func:`vai.envs.gl.ensure_backend`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 
 import mujoco
@@ -35,6 +36,9 @@ class SceneRenderer:
     def __init__(self, model: mujoco.MjModel, size: int, camera: int | Mapping[str, object]):
         self._model = model
         self._renderer = mujoco.Renderer(model, size, size)
+        # Free the GL context when this object dies or, at the latest, at interpreter exit while EGL
+        # is still loaded (MuJoCo's own __del__ runs too late then and prints EGL errors).
+        self._finalizer = weakref.finalize(self, self._renderer.close)
         self._camera = camera if isinstance(camera, int) else free_camera(**camera)
 
     def render(self, data: mujoco.MjData, segmentation: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -59,9 +63,7 @@ class SceneRenderer:
         mujoco.mjr_uploadTexture(self._model, self._renderer._mjr_context, texture_id)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._finalizer()
 
 
 class ForegroundIndex:

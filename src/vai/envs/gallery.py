@@ -1,0 +1,95 @@
+"""A picture of what the agent sees: frames of one task in several modes, and the ground-truth mask."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vai.data.video import VideoCache
+from vai.envs.factory import make_env
+
+SCALE = 2
+"""Each 100 px frame is shown at 200 px so details are visible."""
+
+LABEL_WIDTH = 150
+
+
+def collect_rows(
+    task: str,
+    modes: Sequence[str],
+    seed: int = 0,
+    frames: int = 4,
+    every: int = 10,
+    data_dir: Path | None = None,
+) -> list[tuple[str, list[np.ndarray], np.ndarray]]:
+    """For each mode: ``frames`` frames ``every`` steps apart and the last frame's foreground mask.
+
+    Every mode replays the same seed and the same random actions, so rows differ only in visuals.
+    """
+    cache = VideoCache()
+    rows = []
+    for mode in modes:
+        env = make_env(task, mode, data_dir=data_dir, foreground_mask=True, video_cache=cache)
+        try:
+            env.action_space.seed(seed)
+            env.reset(seed=seed)
+            shots, mask = [], None
+            for step in range(frames * every):
+                if step % every == 0:
+                    shots.append(env.render())
+                _, _, _, _, info = env.step(env.action_space.sample())
+                mask = info["foreground_mask"][-1]
+            shots[-1] = env.render()
+            rows.append((mode, shots, mask))
+        finally:
+            env.close()
+    return rows
+
+
+def compose(rows: list[tuple[str, list[np.ndarray], np.ndarray]], title: str) -> np.ndarray:
+    """One RGB image: a labelled row per mode, frames then the mask (white = foreground)."""
+    import cv2
+
+    tiles = []
+    for mode, shots, mask in rows:
+        mask_rgb = np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=-1)
+        row = np.concatenate([*shots, mask_rgb], axis=1)
+        row = cv2.resize(row, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_NEAREST)
+        label = np.full((row.shape[0], LABEL_WIDTH, 3), 255, dtype=np.uint8)
+        cv2.putText(label, mode, (8, row.shape[0] // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.concatenate([label, row], axis=1))
+    body = np.concatenate(tiles, axis=0)
+    header = np.full((36, body.shape[1], 3), 255, dtype=np.uint8)
+    caption = f"{title}   (columns: frames over time | ground-truth foreground mask)"
+    cv2.putText(header, caption, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([header, body], axis=0)
+
+
+def write_png(image: np.ndarray, path: Path) -> Path:
+    """Write an RGB image as PNG atomically (a killed run leaves no half-written file)."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(".png", image[..., ::-1])
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(encoded.tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def show(task: str, modes: Sequence[str], out: Path, **kwargs) -> Path:
+    """Render the gallery of ``task`` in ``modes`` to the PNG ``out``."""
+    rows = collect_rows(task, modes, **kwargs)
+    return write_png(compose(rows, task), out)
