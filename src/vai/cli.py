@@ -57,7 +57,8 @@ def _run_env_show(args: argparse.Namespace) -> int:
     preset = get_task(args.task)
     if args.frames < 1 or args.every < 1:
         raise UserError("--frames and --every must be at least 1")
-    modes = args.mode or list(modes_for(preset))
+    # `grid` is DrawerWorld's training texture, i.e. `train` again: show it once.
+    modes = args.mode or [mode for mode in modes_for(preset) if mode != "grid"]
     out = args.out or Path("gallery") / f"{args.task}.png"
     path = show(args.task, modes, out, seed=args.seed, frames=args.frames, every=args.every, data_dir=args.data_dir)
     print(f"wrote {path}")

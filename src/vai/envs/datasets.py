@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 from vai.data.store import require, resolve_data_dir
-from vai.errors import UserError
 
 _VIDEO_NUMBER = re.compile(r"video(\d+)\.mp4")
 
@@ -19,7 +18,7 @@ def _videos(folder: Path) -> list[Path]:
 
 def easy_videos(data_dir: Path | None) -> list[Path]:
     """The ``video_easy`` set: the sky of ``video_easy`` episodes, in turn."""
-    return _videos(require("video_easy", resolve_data_dir(data_dir)) )
+    return _videos(require("video_easy", resolve_data_dir(data_dir)))
 
 
 def hard_videos(data_dir: Path | None) -> list[Path]:
@@ -28,13 +27,8 @@ def hard_videos(data_dir: Path | None) -> list[Path]:
 
 
 def easy_video(number: int, data_dir: Path | None) -> Path:
-    """Video ``number`` of the easy set (VAI evaluates seed i on video i)."""
-    videos = easy_videos(data_dir)
-    for path in videos:
-        if path.name == f"video{number}.mp4":
-            return path
-    available = ", ".join(p.stem for p in videos)
-    raise UserError(f"mode video{number}: no such video in the video_easy set; available: {available}")
+    """Video ``number`` of the easy set (VAI evaluates seed i on video i); only that file is needed."""
+    return require("video_easy", resolve_data_dir(data_dir), files=[f"video{number}.mp4"]) / f"video{number}.mp4"
 
 
 def colors_file(mode: str, data_dir: Path | None) -> Path | None:

@@ -81,20 +81,24 @@ def ensure_backend() -> str:
     Raises :class:`UserError` naming the packages to install when no backend works.
     """
     chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
-    if not chosen and ("mujoco" in sys.modules or "dm_control" in sys.modules):
+    if "mujoco" in sys.modules or "dm_control" in sys.modules:
+        if chosen:
+            return chosen  # MuJoCo fixed its backend at import; a broken one fails at first render
         # MuJoCo already picked its default (GLFW, which needs a display) when it was imported.
         raise UserError(
             "mujoco was imported before vai could choose a headless OpenGL backend: "
             "import vai first, or set MUJOCO_GL=egl (or osmesa) before importing mujoco"
         )
+    probes = {"egl": egl_works, "osmesa": osmesa_works}
     if not chosen:
-        if egl_works():
-            chosen = "egl"
-        elif osmesa_works():
-            chosen = "osmesa"
-        else:
+        chosen = next((name for name, works in probes.items() if works()), "")
+        if not chosen:
             raise UserError(f"no headless OpenGL backend works on this machine: {INSTALL_HINT}")
         os.environ["MUJOCO_GL"] = chosen
-    if chosen in ("egl", "osmesa"):
+    elif chosen not in (*probes, "glfw"):
+        raise UserError(f"MUJOCO_GL={chosen!r} is not a MuJoCo backend: set it to egl, osmesa or glfw, or unset it")
+    elif chosen in probes and not probes[chosen]():
+        raise UserError(f"MUJOCO_GL={chosen} but {chosen} cannot render here: {INSTALL_HINT}")
+    if chosen in probes:
         os.environ.setdefault("PYOPENGL_PLATFORM", chosen)
     return chosen
