@@ -16,8 +16,6 @@ import os
 import platform
 import time
 
-import numpy as np
-
 import vai
 from vai.config import DMC_TASKS, DRAWER_TASKS, DRAWER_TEXTURES
 from vai.data.video import VideoCache

@@ -98,7 +98,11 @@ def test_foreground_index_reads_ids_by_type():
     )
     geom, site, tendon, nothing, light = 5, 6, 18, -1, 3
     segments = np.array(
-        [[[0, geom], [1, geom], [2, geom]], [[0, site], [1, tendon], [0, tendon]], [[-1, nothing], [0, light], [1, geom]]]
+        [
+            [[0, geom], [1, geom], [2, geom]],
+            [[0, site], [1, tendon], [0, tendon]],
+            [[-1, nothing], [0, light], [1, geom]],
+        ]
     )
     expected = np.array([[False, True, False], [True, True, False], [False, False, True]])
     assert np.array_equal(index(segments), expected)

@@ -8,6 +8,7 @@ tasks with action repeat 2.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from vai.errors import UserError
@@ -141,3 +142,18 @@ def get_task(name: str) -> DMCTask | DrawerTask:
 def modes_for(task: DMCTask | DrawerTask) -> tuple[str, ...]:
     """The named modes a task accepts (DMC tasks also accept ``videoN``)."""
     return DMC_MODES if isinstance(task, DMCTask) else DRAWER_MODES
+
+
+def video_number(mode: str) -> int | None:
+    """N for a ``videoN`` mode, else None."""
+    match = re.fullmatch(r"video(\d+)", mode)
+    return int(match.group(1)) if match else None
+
+
+def check_mode(task: DMCTask | DrawerTask, mode: str) -> str:
+    """``mode`` if ``task`` accepts it by name, else a :class:`UserError` naming the valid modes."""
+    if mode in modes_for(task) or (isinstance(task, DMCTask) and video_number(mode) is not None):
+        return mode
+    valid = ", ".join(modes_for(task)) + (", videoN" if isinstance(task, DMCTask) else "")
+    suite = "a DMC task" if isinstance(task, DMCTask) else "DrawerWorld"
+    raise UserError(f"unknown mode {mode!r} for {suite}; choose one of: {valid}")

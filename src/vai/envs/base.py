@@ -22,9 +22,12 @@ ACTION_TOLERANCE = 1e-6
 class PixelEnv(gym.Env):
     """Base class: a simulator seen through a camera, one test mode at a time.
 
-    ``info`` carries ``mode`` and, when the environment was made with ``foreground_mask=True`` (or
-    the mode composites anyway), ``foreground_mask``: bool (FRAME_STACK, H, W), the agent's pixels of
-    each stacked frame. It is for measuring attention only; nothing may train on it.
+    ``info`` carries ``mode`` and, when the environment was made with ``foreground_mask=True``,
+    ``foreground_mask``: bool (FRAME_STACK, H, W), the agent's pixels of each stacked frame. It is for
+    measuring attention only; nothing may train on it.
+
+    Actions outside the action space are refused (``ValueError``), never silently clipped; clip a
+    scripted policy's output (Meta-World's expert policies exceed [-1, 1]) before stepping.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,15 +10,12 @@ import gymnasium as gym
 import numpy as np
 from dm_control import suite
 
-from vai.config import COLOR_MODES, DMC_MODES, IMAGE_SIZE, DMCTask
+from vai.config import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode, video_number
 from vai.data.video import VideoCache
 from vai.envs import datasets
 from vai.envs.base import PixelEnv
 from vai.envs.distractions import ColorRandomizer, VideoBackground, generate_colors, load_colors
 from vai.envs.render import ForegroundIndex, SceneRenderer, moving_bodies
-from vai.errors import UserError
-
-_VIDEO_N = re.compile(r"video(\d+)")
 
 
 class DMCEnv(PixelEnv):
@@ -62,6 +58,7 @@ class DMCEnv(PixelEnv):
         )
         self._colors: ColorRandomizer | None = None
         self._video: VideoBackground | None = None
+        self._color_index = -1
         self.set_mode(mode)
 
     @property
@@ -70,14 +67,13 @@ class DMCEnv(PixelEnv):
         return self._dm_env.physics
 
     def _check_mode(self, mode: str) -> str:
-        if mode in DMC_MODES:
+        check_mode(self.task, mode)
+        number = video_number(mode)
+        if number is not None:
+            datasets.easy_video(number, self._data_dir)
+        else:
             datasets.check_mode_data(mode, self._data_dir)
-            return mode
-        match = _VIDEO_N.fullmatch(mode)
-        if match:
-            datasets.easy_video(int(match.group(1)), self._data_dir)
-            return mode
-        raise UserError(f"unknown mode {mode!r} for a DMC task; choose one of: {', '.join(DMC_MODES)}, videoN")
+        return mode
 
     def _enter_mode(self, mode: str) -> None:
         if self._colors is not None:
@@ -101,8 +97,8 @@ class DMCEnv(PixelEnv):
         elif mode == "video_hard":
             paths = datasets.hard_videos(self._data_dir)
             self._video = VideoBackground(paths, "background", IMAGE_SIZE, self._video_cache)
-        elif mode.startswith("video"):
-            path = datasets.easy_video(int(mode[len("video") :]), self._data_dir)
+        elif video_number(mode) is not None:
+            path = datasets.easy_video(video_number(mode), self._data_dir)
             self._video = VideoBackground([path], "sky", IMAGE_SIZE, self._video_cache)
 
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -116,7 +112,7 @@ class DMCEnv(PixelEnv):
         if self.mode in COLOR_MODES:
             index = int(rng.integers(len(self._colors.settings)))
             self._colors.apply(index)
-            info["color_index"] = index
+            self._color_index = index
         if self._video is not None:
             self._video.start(episode)
         return info
@@ -140,6 +136,8 @@ class DMCEnv(PixelEnv):
         return rgb, foreground
 
     def _info(self, info: dict[str, Any]) -> dict[str, Any]:
+        if self.mode in COLOR_MODES:
+            info["color_index"] = self._color_index
         if self._video is not None:
             info["video"] = self._video.paths[self._video.video_index].stem
             info["video_frame"] = self._video.frame_index

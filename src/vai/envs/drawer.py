@@ -10,11 +10,10 @@ import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-from vai.config import DRAWER_MODES, IMAGE_SIZE, DrawerTask
+from vai.config import IMAGE_SIZE, DrawerTask, check_mode
 from vai.envs.base import PixelEnv
 from vai.envs.render import ForegroundIndex, SceneRenderer, subtree_bodies
 from vai.envs.textures import table_texture
-from vai.errors import UserError
 
 
 class DrawerEnv(PixelEnv):
@@ -73,8 +72,7 @@ class DrawerEnv(PixelEnv):
         return self._sim_obs
 
     def _check_mode(self, mode: str) -> str:
-        if mode not in DRAWER_MODES:
-            raise UserError(f"unknown mode {mode!r} for DrawerWorld; choose one of: {', '.join(DRAWER_MODES)}")
+        check_mode(self.task, mode)
         texture = "grid" if mode == "train" else mode
         self._check_texture_size()
         table_texture(texture, self._texture_shape(), self._data_dir)  # fail now if its data is missing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vai.config import DMC_TASKS, TASKS, DMCTask, get_task
+from vai.config import DMC_TASKS, TASKS, DMCTask, check_mode, get_task
 from vai.envs.gl import ensure_backend
 
 GYM_NAMESPACE = "vai"
@@ -34,6 +34,7 @@ def make_env(
     Pass one ``vai.data.video.VideoCache`` to many environments to decode each video once.
     """
     preset = get_task(task)
+    check_mode(preset, mode)
     ensure_backend()
     directory = Path(data_dir) if data_dir is not None else None
     if isinstance(preset, DMCTask):

@@ -90,6 +90,8 @@ def ensure_backend() -> str:
             "import vai first, or set MUJOCO_GL=egl (or osmesa) before importing mujoco"
         )
     probes = {"egl": egl_works, "osmesa": osmesa_works}
+    if chosen:
+        os.environ["MUJOCO_GL"] = chosen  # dm_control accepts only lower case
     if not chosen:
         chosen = next((name for name, works in probes.items() if works()), "")
         if not chosen:

@@ -60,6 +60,8 @@ class SceneRenderer:
 
     def upload_texture(self, texture_id: int) -> None:
         """Push ``model.tex_data`` of one texture to the GL context (after editing it in place)."""
+        # Several environments (GL contexts) may live in one process: upload into our own.
+        self._renderer._gl_context.make_current()
         mujoco.mjr_uploadTexture(self._model, self._renderer._mjr_context, texture_id)
 
     def close(self) -> None:

@@ -1,0 +1,63 @@
+"""Shared fixtures: the benchmark data folder, one video cache per session, envs that get closed.
+
+``import vai`` comes first on purpose: it chooses MuJoCo's headless OpenGL backend (``MUJOCO_GL``)
+before any test module can import MuJoCo, which fixes its backend once, at import. Test modules
+import ``mujoco``, ``dm_control`` and ``metaworld`` inside functions for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import vai  # noqa: F401  (chooses the GL backend before anything imports MuJoCo)
+
+DATA_ENV_VAR = "VAI_TEST_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The benchmark data beside the checkout (``<repo>/../shared/data``), or ``$VAI_TEST_DATA``."""
+    override = os.environ.get(DATA_ENV_VAR)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder holding ``colors/``, ``video_easy/``, ``video_hard/`` and ``drawerworld/``."""
+    path = shared_data_dir()
+    wanted = ("colors", "video_easy", "video_hard", "drawerworld")
+    absent = [name for name in wanted if not (path / name).is_dir()]
+    if absent:
+        pytest.skip(
+            f"benchmark data not found at {path} (missing {', '.join(absent)}); "
+            f"set {DATA_ENV_VAR} to the shared data folder"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_cache():
+    """One :class:`vai.data.video.VideoCache` for the session, so each video is decoded once."""
+    from vai.data.video import VideoCache
+
+    return VideoCache()
+
+
+@pytest.fixture
+def env_factory() -> Iterator[Callable[..., object]]:
+    """``vai.make_env`` that closes every environment it made when the test ends (GL contexts)."""
+    made = []
+
+    def make(*args, **kwargs):
+        env = vai.make_env(*args, **kwargs)
+        made.append(env)
+        return env
+
+    yield make
+    for env in reversed(made):
+        env.close()
