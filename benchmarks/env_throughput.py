@@ -3,8 +3,8 @@
     python benchmarks/env_throughput.py                      # every task, every mode
     python benchmarks/env_throughput.py --tasks walker_walk --steps 200
 
-One frame = one agent step (action repeat simulator steps, one render); figures are medians of
-interleaved turns (see measure_task). Resets are timed apart,
+One frame = one agent step (action repeat simulator steps, one render); modes take turns step by
+step and figures are medians over rounds (see measure_task). Resets are timed apart,
 since colour modes rebuild their textures and video modes may decode a video there. Target (issue 2):
 a distraction mode costs at most 20% over ``train``. Videos are decoded once, at render size; the
 script prints how much memory they hold.
@@ -42,29 +42,34 @@ def measure_task(
 ) -> dict[str, tuple[float, float]]:
     """Per mode: (frames per second, seconds per reset), medians over ``rounds``.
 
-    The modes' environments live side by side and are timed in turns, round after round, so a
-    slow moment of the machine hits every mode alike instead of one mode's whole measurement.
+    The modes' environments live side by side and take turns step by step (the same action in
+    every mode), so a slow moment of this shared machine hits every mode alike instead of one mode's
+    whole measurement. Each environment renders into its own GL context, as in real use.
     """
     envs = {mode: vai.make_env(task, mode, data_dir=data_dir, video_cache=cache) for mode in modes}
     try:
         first = next(iter(envs.values()))
         first.action_space.seed(0)
         actions = [first.action_space.sample() for _ in range(steps)]
-        for env in envs.values():
-            env.reset(seed=0)  # warm-up: first render, video decode
         step_seconds = {mode: [] for mode in modes}
         reset_seconds = {mode: [] for mode in modes}
-        for round_index in range(rounds):
+        for round_index in range(-1, rounds):  # round -1 warms up: first renders, video decoding
+            spent = dict.fromkeys(modes, 0.0)
             for mode, env in envs.items():
                 start = time.perf_counter()
-                env.reset(seed=round_index)
-                reset_seconds[mode].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                for action in actions:
+                env.reset(seed=round_index + 1)
+                if round_index >= 0:
+                    reset_seconds[mode].append(time.perf_counter() - start)
+            for action in actions:
+                for mode, env in envs.items():
+                    start = time.perf_counter()
                     _, _, _, truncated, _ = env.step(action)
+                    spent[mode] += time.perf_counter() - start
                     if truncated:
                         env.reset()
-                step_seconds[mode].append((time.perf_counter() - start) / steps)
+            if round_index >= 0:
+                for mode in modes:
+                    step_seconds[mode].append(spent[mode] / steps)
         return {
             mode: (1.0 / float(np.median(step_seconds[mode])), float(np.median(reset_seconds[mode])))
             for mode in modes
@@ -77,8 +82,8 @@ def measure_task(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=[*DMC_TASKS, *DRAWER_TASKS])
-    parser.add_argument("--steps", type=int, default=25, help="agent steps per timed turn")
-    parser.add_argument("--rounds", type=int, default=5, help="turns per mode (medians are reported)")
+    parser.add_argument("--steps", type=int, default=40, help="agent steps per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 

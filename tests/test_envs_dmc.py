@@ -233,6 +233,12 @@ def test_episode_truncates_after_1000_simulator_steps(env_factory, data_dir):
     physics = env.unwrapped.physics
     # Cartpole's control step is one physics step, so simulated time = 1000 physics steps.
     assert physics.data.time == pytest.approx(1000 * physics.model.opt.timestep)
+    import gymnasium
+
+    with pytest.raises(gymnasium.error.ResetNeeded):  # not a silent restart by dm_control
+        env.step(action)
+    env.reset()
+    env.step(action)
 
 
 def test_two_envs_with_the_same_seed_replay_the_same_episode(env_factory, data_dir, video_cache):

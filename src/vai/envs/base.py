@@ -57,6 +57,7 @@ class PixelEnv(gym.Env):
         self._last_rgb: np.ndarray | None = None
         self._steps = 0
         self._episode = 0
+        self._needs_reset = True
 
     # -- hooks for subclasses -------------------------------------------------------------------
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -106,6 +107,7 @@ class PixelEnv(gym.Env):
         info.update(self._start_episode(episode_rng, self._episode))
         self._episode += 1
         self._steps = 0
+        self._needs_reset = False
         frame, mask = self._observe()
         self._masks.clear()
         for _ in range(FRAME_STACK):
@@ -115,6 +117,8 @@ class PixelEnv(gym.Env):
         return self._observation(), self._info(info)
 
     def step(self, action):
+        if self._needs_reset:
+            raise gym.error.ResetNeeded("call reset() first: the episode has not started or has ended")
         action = self._check_action(action)
         reward = 0.0
         info: dict[str, Any] = {}
@@ -130,6 +134,8 @@ class PixelEnv(gym.Env):
             self._masks.append(mask)
         truncated = self._steps >= self.max_episode_steps
         terminated = False
+        # The simulators would silently start over (dm_control) or raise (Meta-World) past the limit.
+        self._needs_reset = truncated
         return self._observation(), reward, terminated, truncated, self._info(info)
 
     def render(self):
