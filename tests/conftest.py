@@ -19,10 +19,10 @@ DATA_ENV_VAR = "VAI_TEST_DATA"
 
 
 def shared_data_dir() -> Path:
-    """The benchmark data beside the checkout (``<repo>/../shared/data``), or ``$VAI_TEST_DATA``."""
-    override = os.environ.get(DATA_ENV_VAR)
-    if override:
-        return Path(override)
+    """``$VAI_TEST_DATA``, else ``$VAI_DATA_DIR``, else the data beside the checkout (``../shared/data``)."""
+    for variable in (DATA_ENV_VAR, "VAI_DATA_DIR"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable])
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -32,6 +32,8 @@ def data_dir() -> Path:
     path = shared_data_dir()
     wanted = ("colors", "video_easy", "video_hard", "drawerworld")
     absent = [name for name in wanted if not (path / name).is_dir()]
+    if absent and os.environ.get("CI"):
+        pytest.fail(f"CI needs the benchmark data: {path} lacks {', '.join(absent)}")
     if absent:
         pytest.skip(
             f"benchmark data not found at {path} (missing {', '.join(absent)}); "
