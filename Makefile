@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: setup
 	$(VAI) data verify colors video_easy video_hard drawerworld >/dev/null || $(VAI) data fetch colors video_easy video_hard drawerworld
 	$(VAI) env show walker_walk --out $(DEMO_OUT)/walker_walk.png
-	$(VAI) env show cartpole_balance --out $(DEMO_OUT)/cartpole_balance.png
+	$(VAI) env show cartpole_balance --every 3 --out $(DEMO_OUT)/cartpole_balance.png
 	$(VAI) env show drawer_open --frames 3 --out $(DEMO_OUT)/drawer_open.png
 	@echo "demo: open $(DEMO_OUT)/*.png"
 

@@ -66,6 +66,7 @@ def test_env_show_writes_a_grid_with_a_row_per_mode(tmp_path, data_dir):
     assert image.shape[0] == 36 + 2 * 100 * SCALE
     assert image.shape[1] == LABEL_WIDTH + 3 * 100 * SCALE
     assert not list(out.parent.glob(".*.tmp")), "a temporary file was left behind"
+    assert out.stat().st_mode & 0o044, "the PNG should be readable by others, like any file the user writes"
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,9 @@ def write_png(image: np.ndarray, path: Path) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(encoded.tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
