@@ -157,3 +157,76 @@ def check_mode(task: DMCTask | DrawerTask, mode: str) -> str:
     valid = ", ".join(modes_for(task)) + (", videoN" if isinstance(task, DMCTask) else "")
     suite = "a DMC task" if isinstance(task, DMCTask) else "DrawerWorld"
     raise UserError(f"unknown mode {mode!r} for {suite}; choose one of: {valid}")
+
+
+# -- Vision pipeline (VAI steps 0-2) -------------------------------------------------------------
+
+KEYPOINTS: dict[str, int] = {
+    "cartpole_swingup": 12,
+    "cartpole_balance": 12,
+    "walker_walk": 16,
+    "walker_stand": 16,
+    "ball_in_cup_catch": 8,
+    "finger_spin": 12,
+    "finger_turn_easy": 12,
+    "cheetah_run": 16,
+    "reacher_easy": 8,
+    "drawer_open": 16,
+    "drawer_close": 16,
+}
+"""Transporter keypoints per task. Cartpole's 12 is VAI's; the others are first choices scaled with
+the number of moving parts, to be tuned against the masks' IoU (``vai masks eval``)."""
+
+
+@dataclass(frozen=True)
+class VisionPreset:
+    """Every setting of VAI's steps 0-2 (collect, keypoints, adapter) for one compute budget."""
+
+    name: str
+    collect_frames: int = 5000
+    """Random-policy frames recorded in the training visuals (VAI: 5000)."""
+    transporter_size: int = 84
+    """Side of the (centre-cropped, resized) frames the Transporter sees."""
+    transporter_batch: int = 64
+    transporter_steps: int = 3000
+    transporter_lr: float = 1e-3
+    transporter_lr_decay: float = 0.95
+    """Multiplied into the learning rate every ``transporter_lr_every`` steps (VAI)."""
+    transporter_lr_every: int = 200
+    keypoint_std: float = 0.1
+    """Standard deviation of the Gaussian keypoint maps, in normalised image units (VAI)."""
+    max_pair_gap: int = 20
+    """Source and target frames of a training pair are at most this many steps apart, same episode."""
+    mask_threshold: float = 0.35
+    """Threshold on the counterfactual effect (VAI found 0.35-0.5 stable)."""
+    adapter_size: int = 84
+    adapter_batch: int = 64
+    adapter_steps: int = 10000
+    adapter_lr: float = 1e-3
+    pos_weight: float = 15.0
+    """Missing foreground costs this many times more than leaked background (VAI)."""
+    feature_weight: float = 0.5
+    """Weight of the feature-consistency term between distracted and clean inputs (VAI)."""
+
+
+VISION_PRESETS: dict[str, VisionPreset] = {
+    "paper": VisionPreset("paper"),
+    "quick": VisionPreset(
+        "quick",
+        collect_frames=2000,
+        transporter_size=64,
+        transporter_batch=32,
+        transporter_steps=800,
+        transporter_lr_every=60,
+        adapter_batch=32,
+        adapter_steps=1500,
+    ),
+}
+"""``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized for a CPU in minutes."""
+
+
+def get_vision_preset(name: str) -> VisionPreset:
+    try:
+        return VISION_PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(VISION_PRESETS)}") from None

@@ -1,0 +1,1 @@
+"""VAI's vision pipeline: collect, keypoints (Transporter), counterfactual masks, attention adapter."""
