@@ -6,6 +6,7 @@ Examples::
     vai env show walker_walk --mode train color_hard video_easy video_hard --out walker.png
     vai data verify
     vai data fetch video_easy
+    vai collect cartpole_balance --preset quick
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def _run_env_show(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from vai import __version__
     from vai.data.commands import add_data_commands
+    from vai.vision.collect import add_collect_command
 
     parser = argparse.ArgumentParser(
         prog="vai",
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_env_commands(subparsers)
     add_data_commands(subparsers)
+    add_collect_command(subparsers)
     return parser
 
 
