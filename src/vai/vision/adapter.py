@@ -1,0 +1,352 @@
+"""The attention adapter (VAI, Sec. 3.3): a tiny network that predicts each frame's foreground mask.
+
+Trained on distracted frames (``vai.vision.augment``) against the counterfactual masks of step 1,
+then frozen: the agent sees ``mask(obs) x obs`` (:class:`AdaptedObservation`,
+:class:`AdapterWrapper`), so backgrounds it never saw in training cannot reach its encoder.
+
+Example::
+
+    adapter, metrics = train_adapter(get_vision_preset("quick"), frames, episodes, masks,
+                                     backgrounds=None, device="cpu", seed=0)
+    save_adapter(adapter, run_dir / "adapter.safetensors")
+    env = AdapterWrapper(vai.make_env("cartpole_balance", mode="video_hard"), adapter)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from vai.config import FRAME_STACK, VisionPreset
+from vai.errors import UserError
+from vai.vision.augment import Distractor
+from vai.vision.backgrounds import procedural_backgrounds
+
+CHECKPOINT_FORMAT = "vai.attention_adapter"
+CHECKPOINT_VERSION = "1"
+
+PROCEDURAL_POOL = 512
+"""Procedural background images made when no image folder is given."""
+
+LOG_EVERY = 100
+"""Training steps between two calls of the ``log`` callback."""
+
+
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, GroupNorm, ReLU. GroupNorm, not BatchNorm: a frame's mask must not depend
+    on the other frames of its batch, so training, evaluation and one-frame inference agree."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
+        nn.GroupNorm(4, out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class AttentionAdapter(nn.Module):
+    """Frame (N, 3, S, S) in [0, 1] -> foreground probability (N, 1, S, S).
+
+    Encoder (VAI's shape): two convolutions at S/2, then at S/4 features gated by a sigmoid spatial
+    attention map computed from the S/2 features; the gate lets the network switch background
+    regions off before they reach the bottleneck. Decoder (VAI's shape): two convolutions at S/4,
+    one at S/2, a one-channel head at S/2, bilinearly upsampled to S. 16 channels give 14,882
+    parameters (VAI's adapter has about 17k; it uses BatchNorm and a 16-channel gate). Fully
+    convolutional: any S works; ``size`` records the side it was trained on.
+    """
+
+    def __init__(self, channels: int = 16, size: int = 84):
+        super().__init__()
+        self.channels, self.size = channels, size
+        self.stem = nn.Sequential(_conv(3, channels, stride=2), _conv(channels, channels))
+        self.attention = nn.Conv2d(channels, 1, 3, stride=2, padding=1)
+        self.middle = _conv(channels, channels, stride=2)
+        self.last = _conv(channels, channels)
+        self.decode_low = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
+        self.decode_high = _conv(channels, channels)
+        self.head = nn.Conv2d(channels, 1, 3, padding=1)
+
+    @property
+    def config(self) -> dict[str, int]:
+        """The architecture, as stored in checkpoints."""
+        return {"channels": self.channels, "size": self.size}
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Attention-gated features (N, C, S/4, S/4); the feature-consistency loss compares them."""
+        stem = self.stem(frames)
+        gate = torch.sigmoid(self.attention(stem))
+        return self.last(self.middle(stem) * gate)
+
+    def decode(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Gated features -> foreground probability (N, 1, *size)."""
+        half = (size[0] + 1) // 2, (size[1] + 1) // 2
+        hidden = F.interpolate(self.decode_low(features), size=half, mode="bilinear", align_corners=False)
+        logits = self.head(self.decode_high(hidden))
+        return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(frames), frames.shape[-2:])
+
+    def masks_for_stack(self, observations: torch.Tensor) -> torch.Tensor:
+        """Stacks (B, 3F, H, W) float in [0, 1] -> masks (B, F, H, W): frames fold into the batch."""
+        batch, channels, height, width = observations.shape
+        frames = observations.reshape(batch * channels // 3, 3, height, width)
+        return self(frames).reshape(batch, channels // 3, height, width)
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def adapter_loss(
+    adapter: AttentionAdapter,
+    distracted: torch.Tensor,
+    clean_masked: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: float,
+    feature_weight: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """VAI's adapter objective on stacks (B, 3F, S, S) and target masks (B, F, S, S).
+
+    Mask term: squared error, weighted ``pos_weight`` on foreground pixels and 1 on background, so a
+    missed foreground pixel costs ``pos_weight`` times a leaked background pixel (the agent can live
+    with some background, not with a missing limb). Feature term: squared distance between the gated
+    features of the distracted frame and of the clean masked frame; the clean branch is a fixed
+    target (no gradient), as in VAI's code, so the encoder learns to map distractions to "nothing"
+    rather than both branches collapsing. Metrics are detached 0-d tensors (no device sync).
+    """
+    batch, channels, height, width = distracted.shape
+    frames = distracted.reshape(-1, 3, height, width)
+    features = adapter.encode(frames)
+    predicted = adapter.decode(features, (height, width)).reshape(batch, channels // 3, height, width)
+    with torch.no_grad():
+        clean_features = adapter.encode(clean_masked.reshape(-1, 3, height, width))
+    weight = 1 + (pos_weight - 1) * target
+    mask_loss = (weight * (predicted - target) ** 2).mean()
+    feature_loss = F.mse_loss(features, clean_features)
+    loss = mask_loss + feature_weight * feature_loss
+    metrics = {"loss": loss.detach(), "mask_loss": mask_loss.detach(), "feature_loss": feature_loss.detach()}
+    return loss, metrics
+
+
+def train_adapter(
+    preset: VisionPreset,
+    frames: torch.Tensor | np.ndarray,
+    episodes: torch.Tensor | np.ndarray,
+    masks: torch.Tensor | np.ndarray,
+    backgrounds: torch.Tensor | None,
+    device: str | torch.device,
+    seed: int,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[AttentionAdapter, dict[str, Any]]:
+    """Train an adapter on recorded frames and their counterfactual masks (VAI step 2).
+
+    ``frames`` uint8 (N, 3, H, W), each recorded frame once, episodes stored one after another;
+    ``episodes`` (N,) the episode of each frame; ``masks`` bool (N, h, w): (N, H, W), or the masks of
+    the centre crop (e.g. (N, 84, 84) for 100x100 frames, as the counterfactual masks are made),
+    which :func:`place_masks` extends back to H x W. ``backgrounds`` uint8 (M, 3, P, P) natural
+    images, or None for :func:`procedural_backgrounds`. Each step samples ``preset.adapter_batch``
+    stacks of 3 consecutive frames of one episode (the first frame repeated at an episode's start,
+    as the environment stacks them), distracts them and takes one Adam step.
+
+    Returns the adapter (eval mode, on ``device``) and metrics: per-step ``loss``, ``mask_loss``,
+    ``feature_loss`` lists, ``seconds_per_step``, ``steps``, ``parameters``. ``log`` receives a dict
+    every ``LOG_EVERY`` steps and after the last one.
+    """
+    device = torch.device(device)
+    frames = torch.as_tensor(frames).to(device)
+    episodes = torch.as_tensor(episodes).to(device)
+    masks = torch.as_tensor(masks).to(device).bool()
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames must be uint8 (N, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
+    if episodes.shape != frames.shape[:1] or masks.ndim != 3 or masks.shape[0] != frames.shape[0]:
+        raise ValueError(
+            f"frames {tuple(frames.shape)}, episodes {tuple(episodes.shape)} and masks {tuple(masks.shape)} "
+            "must have one entry per frame"
+        )
+    masks = place_masks(masks, frames.shape[-2:])
+    stacks = stack_indices(episodes, FRAME_STACK)
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if backgrounds is None:
+        backgrounds = procedural_backgrounds(PROCEDURAL_POOL, frames.shape[-1], generator)
+    distractor = Distractor(backgrounds.to(device), crop_size=preset.adapter_size).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adapter = AttentionAdapter(size=preset.adapter_size)
+    adapter.to(device).train()
+    optimizer = torch.optim.Adam(adapter.parameters(), lr=preset.adapter_lr)
+
+    history: dict[str, list[torch.Tensor]] = {"loss": [], "mask_loss": [], "feature_loss": []}
+    start = time.perf_counter()
+    for step in range(1, preset.adapter_steps + 1):
+        picks = stacks[torch.randint(len(stacks), (preset.adapter_batch,), generator=generator, device=device)]
+        stack_frames = frames[picks].flatten(1, 2)  # (B, F, 3, H, W) -> (B, 3F, H, W)
+        batch = distractor(stack_frames, masks[picks], generator)
+        loss, metrics = adapter_loss(
+            adapter, batch.distracted, batch.clean_masked, batch.target, preset.pos_weight, preset.feature_weight
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in metrics.items():
+            history[name].append(value)
+        if log is not None and (step % LOG_EVERY == 0 or step == preset.adapter_steps):
+            seconds = (time.perf_counter() - start) / step
+            log({"step": step, **{k: float(v) for k, v in metrics.items()}, "seconds_per_step": seconds})
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    adapter.eval()
+    result: dict[str, Any] = {name: torch.stack(values).tolist() if values else [] for name, values in history.items()}
+    result.update(
+        seconds_per_step=elapsed / max(preset.adapter_steps, 1),
+        steps=preset.adapter_steps,
+        parameters=parameter_count(adapter),
+    )
+    return adapter, result
+
+
+def stack_indices(episodes: torch.Tensor, stack: int = FRAME_STACK) -> torch.Tensor:
+    """(N, stack) frame indices of the stack ending at each frame, oldest first.
+
+    Frames before an episode's first are replaced by that first frame, as the environment fills its
+    stack at reset. Episodes must be stored contiguously (each id one run).
+    """
+    count = episodes.shape[0]
+    index = torch.arange(count, device=episodes.device)
+    starts = torch.ones(count, dtype=torch.bool, device=episodes.device)
+    starts[1:] = episodes[1:] != episodes[:-1]
+    if int(starts.sum()) != len(torch.unique(episodes)):
+        raise ValueError("each episode's frames must be stored one after another")
+    first = torch.cummax(torch.where(starts, index, torch.zeros_like(index)), dim=0).values
+    back = torch.arange(stack - 1, -1, -1, device=episodes.device)
+    return torch.maximum(index[:, None] - back, first[:, None])
+
+
+def place_masks(masks: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Masks (N, h, w) of the centre crop -> (N, H, W) of the whole frame.
+
+    The crop sits at ((H - h) // 2, (W - w) // 2), as the agent's centre crop. The border outside it
+    was never classified; it takes the value of the nearest classified pixel (edge replication):
+    a body that touches the crop's edge probably goes on, and missing foreground is the costly error.
+    """
+    height, width = size
+    rows_in, cols_in = masks.shape[-2:]
+    if (rows_in, cols_in) == (height, width):
+        return masks
+    if rows_in > height or cols_in > width:
+        raise ValueError(f"masks {rows_in}x{cols_in} are larger than the frames {height}x{width}")
+    top, left = (height - rows_in) // 2, (width - cols_in) // 2
+    rows = (torch.arange(height, device=masks.device) - top).clamp(0, rows_in - 1)
+    cols = (torch.arange(width, device=masks.device) - left).clamp(0, cols_in - 1)
+    return masks[:, rows][:, :, cols]
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` x ``size`` window of (..., H, W); offsets (H - size) // 2, as the agent's."""
+    height, width = images.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"images of {height}x{width} are smaller than {size}x{size}")
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+class AdaptedObservation(nn.Module):
+    """A frozen adapter applied to observations: (B, 3F, H, W) -> mask x observation (B, 3F, S, S).
+
+    Input uint8 (0-255) or float in [0, 1], H x W = S x S or larger (centre-cropped to the adapter's
+    size S, e.g. 100 -> 84); output float in [0, 1] on the input's device. Gradients never reach the
+    adapter, and it stays in eval mode whatever ``train()`` is called on the parent module.
+    """
+
+    def __init__(self, adapter: AttentionAdapter):
+        super().__init__()
+        self.adapter = adapter.eval()
+        self.adapter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> AdaptedObservation:
+        super().train(mode)
+        self.adapter.eval()
+        return self
+
+    @torch.no_grad()
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        images = center_crop(observations, self.adapter.size)
+        images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        batch, channels, height, width = images.shape
+        masks = self.adapter.masks_for_stack(images)
+        frames = images.reshape(batch, channels // 3, 3, height, width)
+        return (frames * masks.unsqueeze(2)).reshape(batch, channels, height, width)
+
+
+class AdapterWrapper(gym.ObservationWrapper):
+    """An environment whose observations are uint8 (3F, S, S): the frozen adapter's masked crops.
+
+    Runs the adapter on ``device`` (one stack per step); the observation space shrinks to S x S.
+    """
+
+    def __init__(self, env: gym.Env, adapter: AttentionAdapter, device: str | torch.device = "cpu"):
+        super().__init__(env)
+        self.device = torch.device(device)
+        self.adapted = AdaptedObservation(adapter).to(self.device)
+        channels = env.observation_space.shape[0]
+        size = adapter.size
+        self.observation_space = gym.spaces.Box(0, 255, (channels, size, size), dtype=np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(observation)).unsqueeze(0).to(self.device)
+        masked = self.adapted(batch)[0]
+        return (masked * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def save_adapter(adapter: AttentionAdapter, path: str | os.PathLike) -> Path:
+    """Write ``adapter`` as safetensors with its architecture in the metadata, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: value.detach().cpu().contiguous() for name, value in adapter.state_dict().items()}
+    metadata = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": json.dumps(adapter.config)}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") -> AttentionAdapter:
+    """An adapter saved by :func:`save_adapter`, in eval mode on ``device``; UserError otherwise."""
+    path = Path(path)
+    retrain = "train the adapter again or pass another adapter checkpoint"
+    if not path.is_file():
+        raise UserError(f"adapter checkpoint {path} not found: {retrain}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as checkpoint:
+            metadata = checkpoint.metadata() or {}
+            tensors = {name: checkpoint.get_tensor(name) for name in checkpoint.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"adapter checkpoint {path} is unreadable ({first_line}): {retrain}") from None
+    if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("version") != CHECKPOINT_VERSION:
+        raise UserError(
+            f"{path} is not a vai attention adapter checkpoint (format {metadata.get('format')!r}, "
+            f"version {metadata.get('version')!r}): {retrain}"
+        )
+    try:
+        adapter = AttentionAdapter(**json.loads(metadata["config"]))
+        adapter.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"adapter checkpoint {path} does not match the adapter ({first_line}): {retrain}") from None
+    return adapter.to(device).eval()

@@ -1,0 +1,284 @@
+"""Distraction augmentation that trains the attention adapter (VAI, Sec. 3.3).
+
+From clean training stacks and their foreground masks, :class:`Distractor` makes the adapter's
+training pairs: the same foreground in front of a new background (the input) and the clean masked
+stack (the target of the feature-consistency loss), plus the mask to predict. The foreground keeps
+its pixel positions; only its colours move (colour jitter), so the target mask is the input mask
+under the same crop.
+
+Per stack, in order (the settings are the constructor's arguments, defaults from VAI's reference
+implementation of this step):
+
+1. one random crop (100 -> 84 by default) shared by the 3 frames and their masks;
+2. colour jitter of the frames (hue, brightness, contrast, saturation), one draw per stack;
+3. a base background, one of: the original background, a random colour, or a "confusing" colour
+   near the foreground's mean colour (so colour alone cannot separate them); weighted by
+   ``base_weight`` and plus uniform pixel noise;
+4. a natural image overlaid on it with alpha ~ U(alpha_low, alpha_high);
+5. optionally small boxes of random colour (VAI's ``add_random_boxes``, off by default);
+6. the jittered foreground pasted back over it with the mask.
+
+With ``coherent_stack=True`` (the default) the 3 frames of a stack share their background choice,
+colour, natural image, alpha and boxes (a static scene behind a moving agent, like a slowly moving
+video); only the pixel noise is fresh per frame. ``False`` draws them per frame, as VAI's code did.
+
+Everything runs on the batch's device with one ``torch.Generator``, vectorised over the batch: the
+only Python loops run over frames-independent things (the handful of boxes, the jitter operations).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+"""ITU-R 601 luma, as torchvision's grayscale, used by contrast and saturation."""
+
+
+class DistractedBatch(NamedTuple):
+    """One training batch of the adapter, all float on the input's device."""
+
+    distracted: torch.Tensor
+    """(B, 3F, S, S) in [0, 1]: jittered foreground over a new background."""
+    clean_masked: torch.Tensor
+    """(B, 3F, S, S) in [0, 1]: the clean cropped stack times its mask (no jitter)."""
+    target: torch.Tensor
+    """(B, F, S, S) in [0, 1]: the cropped masks, one per frame."""
+
+
+class Distractor(nn.Module):
+    """Make (distracted, clean masked, target mask) triples from clean stacks and their masks.
+
+    ``backgrounds`` is the natural-image pool, uint8 (M, 3, P, P) (see ``vai.vision.backgrounds``);
+    it moves with the module (``.to(device)``). Each overlay takes a random ``crop_size`` window of
+    a pool image (the whole image, resized, if P < crop_size) and flips it horizontally half the time.
+    """
+
+    def __init__(
+        self,
+        backgrounds: torch.Tensor,
+        crop_size: int = 84,
+        *,
+        hue_std: float = 0.015,
+        brightness_std: float = 0.08,
+        contrast_std: float = 0.08,
+        saturation_std: float = 0.05,
+        original_prob: float = 0.3,
+        color_prob: float = 0.5,
+        confusing_prob: float = 0.2,
+        confusing_std: float = 0.2,
+        base_weight: float = 0.5,
+        noise_level: float = 0.1,
+        natural_prob: float = 1.0,
+        alpha_low: float = 0.0,
+        alpha_high: float = 1.0,
+        boxes: int = 0,
+        box_mean: float = 5.0,
+        box_std: float = 5.0,
+        box_min: int = 1,
+        box_max: int = 10,
+        coherent_stack: bool = True,
+    ):
+        """Arguments (defaults from VAI's reference implementation):
+
+        - ``hue_std``: hue shift ~ N(0, hue_std), in turns of the colour circle (VAI: N(-0.015, 0.015);
+          centred here, as nothing favours one direction).
+        - ``brightness_std``, ``contrast_std``, ``saturation_std``: factors ~ N(1, std). A std of 0
+          skips that jitter exactly.
+        - ``original_prob``, ``color_prob``, ``confusing_prob``: how often the base background is the
+          original one, a uniform random colour, or the foreground's mean colour plus N(0,
+          ``confusing_std``) per channel. They must sum to 1.
+        - ``base_weight``: the base background is multiplied by this (VAI 0.5: darker, so the
+          overlay and noise matter) and ``noise_level`` x U(0, 1) per pixel is added.
+        - ``natural_prob``: how often a natural image is overlaid (VAI: always), with alpha ~
+          U(``alpha_low``, ``alpha_high``).
+        - ``boxes``: boxes per stack (0: none); side ~ N(``box_mean``, ``box_std``) clipped to
+          [``box_min``, ``box_max``] pixels, uniform random colour, drawn on the background only.
+        - ``coherent_stack``: share background draws across the frames of a stack (see the module).
+        """
+        super().__init__()
+        if backgrounds.dtype != torch.uint8 or backgrounds.ndim != 4 or backgrounds.shape[1] != 3:
+            raise ValueError(
+                f"backgrounds must be uint8 (M, 3, P, P), got {backgrounds.dtype} {tuple(backgrounds.shape)}"
+            )
+        if abs(original_prob + color_prob + confusing_prob - 1) > 1e-6:
+            raise ValueError("original_prob + color_prob + confusing_prob must be 1")
+        if backgrounds.shape[-1] < crop_size or backgrounds.shape[-2] < crop_size:
+            backgrounds = _resize_uint8(backgrounds, crop_size)
+        self.register_buffer("backgrounds", backgrounds, persistent=False)
+        self.crop_size = crop_size
+        self.hue_std, self.brightness_std = hue_std, brightness_std
+        self.contrast_std, self.saturation_std = contrast_std, saturation_std
+        self.original_prob, self.color_prob = original_prob, color_prob
+        self.confusing_std, self.base_weight, self.noise_level = confusing_std, base_weight, noise_level
+        self.natural_prob, self.alpha_low, self.alpha_high = natural_prob, alpha_low, alpha_high
+        self.boxes, self.box_mean, self.box_std = boxes, box_mean, box_std
+        self.box_min, self.box_max = box_min, box_max
+        self.coherent_stack = coherent_stack
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> DistractedBatch:
+        """``frames`` uint8 or float in [0, 1] (B, 3F, H, W), ``masks`` bool or float (B, F, H, W).
+
+        ``generator`` must live on the frames' device (``torch.Generator(device=...)``).
+        """
+        batch, channels, height, width = frames.shape
+        stack = masks.shape[1]
+        if masks.shape != (batch, stack, height, width) or channels != 3 * stack:
+            raise ValueError(
+                f"frames (B, 3F, H, W) and masks (B, F, H, W) disagree: {tuple(frames.shape)}, {tuple(masks.shape)}"
+            )
+        if min(height, width) < self.crop_size:
+            raise ValueError(f"frames of {height}x{width} are smaller than the crop ({self.crop_size})")
+        draw = _Draw(generator, frames.device)
+        images = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
+        both = torch.cat([images, masks.float()], dim=1)
+        top = draw.integers(height - self.crop_size + 1, batch)
+        left = draw.integers(width - self.crop_size + 1, batch)
+        both = crop(both, top, left, self.crop_size)
+        size = self.crop_size
+        clean = both[:, :channels].reshape(batch, stack, 3, size, size)
+        target = both[:, channels:]
+        mask = target.unsqueeze(2)
+
+        jittered = self._jitter(clean, draw)
+        groups = 1 if self.coherent_stack else stack
+        background = self._base_background(jittered, mask, draw, groups)
+        background = self._overlay_natural(background, draw, groups)
+        background = self._draw_boxes(background, draw, groups)
+        distracted = mask * jittered + (1 - mask) * background
+        return DistractedBatch(
+            distracted=distracted.reshape(batch, channels, size, size),
+            clean_masked=(clean * mask).reshape(batch, channels, size, size),
+            target=target,
+        )
+
+    def _jitter(self, frames: torch.Tensor, draw: _Draw) -> torch.Tensor:
+        """Colour jitter of (B, F, 3, S, S), one draw per stack (VAI jitters the 3 frames alike)."""
+        batch = frames.shape[0]
+        if self.hue_std > 0:
+            frames = shift_hue(frames, draw.normal(0.0, self.hue_std, batch, 1, 1, 1))
+        if self.brightness_std > 0:
+            factor = draw.normal(1.0, self.brightness_std, batch, 1, 1, 1, 1).clamp_min(0)
+            frames = (frames * factor).clamp(0, 1)
+        if self.contrast_std > 0:
+            factor = draw.normal(1.0, self.contrast_std, batch, 1, 1, 1, 1).clamp_min(0)
+            mean = grayscale(frames).mean(dim=(-2, -1), keepdim=True)
+            frames = (factor * frames + (1 - factor) * mean).clamp(0, 1)
+        if self.saturation_std > 0:
+            factor = draw.normal(1.0, self.saturation_std, batch, 1, 1, 1, 1).clamp_min(0)
+            frames = (factor * frames + (1 - factor) * grayscale(frames)).clamp(0, 1)
+        return frames
+
+    def _base_background(self, frames: torch.Tensor, mask: torch.Tensor, draw: _Draw, groups: int) -> torch.Tensor:
+        """Original, random colour or confusing colour, times ``base_weight``, plus noise (VAI)."""
+        batch, stack, _, size, _ = frames.shape
+        if groups == 1:  # the confusing colour of a coherent stack is the mean over its 3 frames
+            total = (frames * mask).sum(dim=(1, 3, 4), keepdim=True)
+            count = mask.sum(dim=(1, 3, 4), keepdim=True)
+        else:
+            total = (frames * mask).sum(dim=(3, 4), keepdim=True)
+            count = mask.sum(dim=(3, 4), keepdim=True)
+        confusing = total / (count + 1e-5) + draw.normal(0.0, self.confusing_std, batch, groups, 3, 1, 1)
+        color = draw.uniform(batch, groups, 3, 1, 1)
+        choice = draw.uniform(batch, groups, 1, 1, 1)
+        is_original = (choice < self.original_prob).float()
+        is_color = ((choice >= self.original_prob) & (choice < self.original_prob + self.color_prob)).float()
+        is_confusing = 1 - is_original - is_color
+        base = is_original * frames + is_color * color + is_confusing * confusing
+        noise = draw.uniform(batch, stack, 3, size, size)
+        return (self.base_weight * base + self.noise_level * noise).clamp(0, 1)
+
+    def _overlay_natural(self, background: torch.Tensor, draw: _Draw, groups: int) -> torch.Tensor:
+        """Blend a natural image over the base with alpha ~ U(alpha_low, alpha_high) (VAI)."""
+        batch, _, _, size, _ = background.shape
+        count = batch * groups
+        pool = self.backgrounds
+        picks = pool[draw.integers(pool.shape[0], count)]
+        top = draw.integers(pool.shape[-2] - size + 1, count)
+        left = draw.integers(pool.shape[-1] - size + 1, count)
+        natural = crop(picks, top, left, size).float() / 255
+        flip = draw.uniform(count, 1, 1, 1) < 0.5
+        natural = torch.where(flip, natural.flip(-1), natural).reshape(batch, groups, 3, size, size)
+        alpha = self.alpha_low + (self.alpha_high - self.alpha_low) * draw.uniform(batch, groups, 1, 1, 1)
+        alpha = alpha * (draw.uniform(batch, groups, 1, 1, 1) < self.natural_prob).float()
+        return (1 - alpha) * background + alpha * natural
+
+    def _draw_boxes(self, background: torch.Tensor, draw: _Draw, groups: int) -> torch.Tensor:
+        """Paint ``boxes`` rectangles of random colour per stack (or frame) on the background."""
+        batch, _, _, size, _ = background.shape
+        pixels = torch.arange(size, device=background.device)
+        rows, cols = pixels.view(size, 1), pixels.view(1, size)
+        for _ in range(self.boxes):
+            side = draw.normal(self.box_mean, self.box_std, batch, groups, 2).round()
+            side = side.clamp(self.box_min, min(self.box_max, size)).long()
+            corner = (draw.uniform(batch, groups, 2) * (size - side + 1)).long()
+            top, left = corner[..., 0, None, None], corner[..., 1, None, None]
+            height, width = side[..., 0, None, None], side[..., 1, None, None]
+            inside = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
+            color = draw.uniform(batch, groups, 3, 1, 1)
+            background = torch.where(inside.unsqueeze(2), color, background)
+        return background
+
+
+def crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``size`` x ``size`` window of each image (N, C, H, W) at its own (top, left), any dtype."""
+    offsets = torch.arange(size, device=images.device)
+    rows = (top.view(-1, 1) + offsets).view(-1, size, 1)
+    cols = (left.view(-1, 1) + offsets).view(-1, 1, size)
+    index = torch.arange(images.shape[0], device=images.device).view(-1, 1, 1)
+    return images.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2)
+
+
+def grayscale(rgb: torch.Tensor) -> torch.Tensor:
+    """Luma of (..., 3, H, W), keeping a channel axis of 1."""
+    red, green, blue = rgb.unbind(-3)
+    return (GRAY_WEIGHTS[0] * red + GRAY_WEIGHTS[1] * green + GRAY_WEIGHTS[2] * blue).unsqueeze(-3)
+
+
+def shift_hue(rgb: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of (..., 3, H, W) RGB in [0, 1] by ``shift`` turns (broadcast over (..., H, W)).
+
+    Through HSV: value and saturation stay, so grays do not change.
+    """
+    red, green, blue = rgb.unbind(-3)
+    value = torch.maximum(torch.maximum(red, green), blue)
+    chroma = value - torch.minimum(torch.minimum(red, green), blue)
+    safe = chroma.clamp_min(1e-12)
+    hue = torch.where(
+        value == red,
+        ((green - blue) / safe).remainder(6),
+        torch.where(value == green, (blue - red) / safe + 2, (red - green) / safe + 4),
+    )
+    hue = torch.where(chroma > 0, hue, torch.zeros_like(hue)) / 6
+    hue = (hue + shift).remainder(1)
+    # HSV -> RGB: channel n takes value - chroma * clamp(min(k, 4 - k), 0, 1), k = (n + 6 hue) mod 6.
+    channels = []
+    for n in (5, 3, 1):
+        k = (n + 6 * hue).remainder(6)
+        channels.append(value - chroma * torch.minimum(k, 4 - k).clamp(0, 1))
+    return torch.stack(channels, dim=-3)
+
+
+def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    resized = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+class _Draw:
+    """Random draws from one generator on one device."""
+
+    def __init__(self, generator: torch.Generator, device: torch.device):
+        self.generator, self.device = generator, device
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def normal(self, mean: float, std: float, *shape: int) -> torch.Tensor:
+        return mean + std * torch.randn(shape, generator=self.generator, device=self.device)
+
+    def integers(self, high: int, count: int) -> torch.Tensor:
+        return torch.randint(high, (count,), generator=self.generator, device=self.device)

@@ -1,0 +1,195 @@
+"""The adapter's distraction augmentation and its background pool (vai.vision.augment, .backgrounds)."""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vai.errors import UserError
+from vai.vision.augment import Distractor, crop, shift_hue
+from vai.vision.backgrounds import load_background_images, procedural_backgrounds
+
+BACKGROUNDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "backgrounds"
+NO_JITTER = {"hue_std": 0.0, "brightness_std": 0.0, "contrast_std": 0.0, "saturation_std": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small batches: with the cores busy (parallel test runs), OpenMP's spinning threads made such
+    work many times slower than one thread (measured). Results do not depend on the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pool() -> torch.Tensor:
+    return procedural_backgrounds(16, 100, generator(1))
+
+
+def random_batch(batch: int = 6, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise frames and, per frame, a blob-shaped random mask (each frame's mask differs)."""
+    draw = generator(seed)
+    frames = torch.randint(0, 256, (batch, 9, 100, 100), dtype=torch.uint8, generator=draw)
+    coarse = torch.rand(batch, 3, 10, 10, generator=draw)
+    masks = torch.nn.functional.interpolate(coarse, size=(100, 100), mode="bilinear") > 0.6
+    return frames, masks
+
+
+def crop_offset(target: torch.Tensor, masks: torch.Tensor) -> tuple[int, int]:
+    """The one (top, left) at which ``masks`` (F, 100, 100) cropped to 84 equal ``target`` (F, 84, 84)."""
+    found = [
+        (top, left)
+        for top in range(17)
+        for left in range(17)
+        if torch.equal(masks[:, top : top + 84, left : left + 84].float(), target)
+    ]
+    assert len(found) == 1, f"target matches {len(found)} crops of the input mask"
+    return found[0]
+
+
+def test_shapes_dtypes_and_ranges(pool):
+    frames, masks = random_batch()
+    batch = Distractor(pool, boxes=3)(frames, masks, generator())
+    assert batch.distracted.shape == batch.clean_masked.shape == (6, 9, 84, 84)
+    assert batch.target.shape == (6, 3, 84, 84)
+    for tensor in batch:
+        assert tensor.dtype == torch.float32 and tensor.device == frames.device
+        assert tensor.min() >= 0 and tensor.max() <= 1
+    assert set(batch.target.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_foreground_keeps_its_positions_and_pixels(pool):
+    frames, masks = random_batch()
+    batch = Distractor(pool, boxes=5, **NO_JITTER)(frames, masks, generator())
+    clean = frames.float() / 255
+    for index in range(len(frames)):
+        top, left = crop_offset(batch.target[index], masks[index])  # one crop for all 3 frames
+        window = clean[index, :, top : top + 84, left : left + 84]
+        foreground = batch.target[index].repeat_interleave(3, dim=0).bool()
+        assert torch.equal(batch.distracted[index][foreground], window[foreground])
+        assert torch.equal(batch.clean_masked[index], window * foreground)
+
+
+def test_stacked_frames_stay_aligned(pool):
+    """Three identical frames with identical masks: their foregrounds come out identical (one crop,
+    one colour jitter per stack)."""
+    frames, masks = random_batch()
+    frames = frames[:, :3].repeat(1, 3, 1, 1)
+    masks = masks[:, :1].repeat(1, 3, 1, 1)
+    batch = Distractor(pool)(frames, masks, generator())
+    target = batch.target
+    assert torch.equal(target[:, 0], target[:, 1]) and torch.equal(target[:, 0], target[:, 2])
+    foreground = batch.distracted.reshape(6, 3, 3, 84, 84) * target.unsqueeze(2)
+    assert torch.equal(foreground[:, 0], foreground[:, 1]) and torch.equal(foreground[:, 0], foreground[:, 2])
+    assert target.sum() > 0
+
+
+def test_backgrounds_really_change(pool):
+    frames, masks = random_batch()
+    batch = Distractor(pool, **NO_JITTER)(frames, masks, generator())
+    clean = frames.float() / 255
+    for index in range(len(frames)):
+        top, left = crop_offset(batch.target[index], masks[index])
+        window = clean[index, :, top : top + 84, left : left + 84]
+        background = ~batch.target[index].repeat_interleave(3, dim=0).bool()
+        change = (batch.distracted[index] - window).abs()[background]
+        assert (change > 1 / 255).float().mean() > 0.9
+        assert change.mean() > 0.1
+
+
+def test_colour_jitter_changes_the_foreground(pool):
+    frames, masks = random_batch()
+    strong = {"hue_std": 0.1, "brightness_std": 0.2, "contrast_std": 0.2, "saturation_std": 0.2}
+    batch = Distractor(pool, **strong)(frames, masks, generator())
+    foreground = batch.target.repeat_interleave(3, dim=1).bool()
+    assert not torch.allclose(batch.distracted[foreground], batch.clean_masked[foreground])
+
+
+def test_deterministic_given_the_generator_seed(pool):
+    frames, masks = random_batch()
+    distractor = Distractor(pool, boxes=2)
+    first = distractor(frames, masks, generator(7))
+    second = distractor(frames, masks, generator(7))
+    other = distractor(frames, masks, generator(8))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.distracted, other.distracted)
+
+
+def test_per_frame_backgrounds_and_float_input(pool):
+    frames, masks = random_batch(batch=2)
+    batch = Distractor(pool, coherent_stack=False)(frames.float() / 255, masks.float(), generator())
+    assert batch.distracted.shape == (2, 9, 84, 84)
+
+
+def test_crop_takes_each_images_window():
+    images = torch.arange(2 * 1 * 5 * 5).reshape(2, 1, 5, 5)
+    out = crop(images, torch.tensor([0, 2]), torch.tensor([1, 0]), 3)
+    assert torch.equal(out[0], images[0, :, 0:3, 1:4]) and torch.equal(out[1], images[1, :, 2:5, 0:3])
+
+
+def test_hue_shift_matches_hsv():
+    rgb = torch.rand(1, 3, 4, 4, generator=generator(3))
+    shifted = shift_hue(rgb, torch.tensor(0.3))
+    for row in range(4):
+        for col in range(4):
+            hue, saturation, value = colorsys.rgb_to_hsv(*rgb[0, :, row, col].tolist())
+            expected = colorsys.hsv_to_rgb((hue + 0.3) % 1, saturation, value)
+            assert np.allclose(shifted[0, :, row, col].numpy(), expected, atol=1e-5)
+    gray = torch.full((1, 3, 2, 2), 0.4)
+    assert torch.allclose(shift_hue(gray, torch.tensor(0.25)), gray)
+
+
+def test_procedural_backgrounds_look_varied_and_repeat_by_seed():
+    images = procedural_backgrounds(8, 64, generator(5))
+    assert images.shape == (8, 3, 64, 64) and images.dtype == torch.uint8
+    assert torch.equal(images, procedural_backgrounds(8, 64, generator(5)))
+    per_image_std = images.float().flatten(1).std(dim=1)
+    assert per_image_std.min() > 10  # not flat colours
+    assert images.float().mean(dim=(1, 2, 3)).std() > 3  # not all alike
+
+
+def test_loads_the_natural_image_pool():
+    if not BACKGROUNDS.is_dir():
+        pytest.skip(f"no background images at {BACKGROUNDS}")
+    images = load_background_images(BACKGROUNDS, 32)
+    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
+    assert len(images) == len(list(BACKGROUNDS.glob("*.jpg")))
+    assert len(load_background_images(BACKGROUNDS, 16, max_images=10)) == 10
+
+
+def test_loader_converts_bgr_and_crops_to_a_square(tmp_path):
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :, 2] = 255  # red in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "red.png"), image)
+    loaded = load_background_images(tmp_path, 20)
+    assert loaded.shape == (1, 3, 20, 20)
+    assert loaded[0, 0].min() == 255 and loaded[0, 1:].max() == 0
+
+
+@pytest.mark.parametrize("video", ["video_easy", "video_hard"])
+def test_refuses_test_videos(tmp_path, video):
+    inside = tmp_path / video / "frames"
+    inside.mkdir(parents=True)
+    cv2.imwrite(str(inside / "frame.png"), np.zeros((8, 8, 3), np.uint8))
+    for folder in (inside, tmp_path / video, tmp_path):
+        with pytest.raises(UserError, match="test data"):
+            load_background_images(folder, 16)
+
+
+def test_missing_or_empty_folder_names_the_fix(tmp_path):
+    with pytest.raises(UserError, match="not found.*--backgrounds"):
+        load_background_images(tmp_path / "absent", 16)
+    with pytest.raises(UserError, match="no .jpg or .png.*Places365"):
+        load_background_images(tmp_path, 16)
