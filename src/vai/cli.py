@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vai import __version__
     from vai.data.commands import add_data_commands
     from vai.vision.collect import add_collect_command
+    from vai.vision.stages import add_vision_commands
 
     parser = argparse.ArgumentParser(
         prog="vai",
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_commands(subparsers)
     add_data_commands(subparsers)
     add_collect_command(subparsers)
+    add_vision_commands(subparsers)
     return parser
 
 

@@ -188,6 +188,8 @@ class VisionPreset:
     transporter_size: int = 84
     """Side of the (centre-cropped, resized) frames the Transporter sees."""
     transporter_batch: int = 64
+    transporter_channels: int = 32
+    """Width of the Transporter's first layers (Kulkarni et al. use 32; the deeper layers double it)."""
     transporter_steps: int = 3000
     transporter_lr: float = 1e-3
     transporter_lr_decay: float = 0.95
@@ -216,6 +218,7 @@ VISION_PRESETS: dict[str, VisionPreset] = {
         collect_frames=2000,
         transporter_size=64,
         transporter_batch=32,
+        transporter_channels=16,
         transporter_steps=800,
         transporter_lr_every=60,
         adapter_batch=32,
@@ -230,3 +233,26 @@ def get_vision_preset(name: str) -> VisionPreset:
         return VISION_PRESETS[name]
     except KeyError:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(VISION_PRESETS)}") from None
+
+
+def override(preset, assignments: list[str] | None):
+    """A copy of a preset dataclass with ``KEY=VALUE`` assignments applied (``--set`` on the CLI)."""
+    from dataclasses import fields, replace
+
+    if not assignments:
+        return preset
+    types = {f.name: f.type for f in fields(preset)}
+    changes = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or key not in types or key == "name":
+            valid = ", ".join(name for name in types if name != "name")
+            raise UserError(f"cannot set {assignment!r}: use KEY=VALUE with KEY one of {valid}")
+        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(
+            str(types[key]), str
+        )
+        try:
+            changes[key] = cast(value)
+        except ValueError:
+            raise UserError(f"cannot set {key}={value!r}: expected {types[key]}") from None
+    return replace(preset, **changes)

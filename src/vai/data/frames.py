@@ -44,6 +44,7 @@ from vai.errors import UserError
 FORMAT_VERSION = 1
 FRAMES_FORMAT = "vai-frames"
 MASKS_FORMAT = "vai-masks"
+COUNTERFACTUAL_FORMAT = "vai-counterfactual-masks"
 _FRAME_ARRAYS = ("frames", "episode", "step", "actions", "rewards")
 _METADATA_KEYS = ("task", "mode", "seed", "vai_version", "image_size", "created", "id")
 
@@ -177,6 +178,31 @@ def load_masks(path: PathArg, store: FrameStore) -> np.ndarray:
     if packed.dtype != np.uint8 or packed.shape != (*shape[:-1], -(-shape[-1] // 8)):
         raise UserError(f"{path} holds masks of shape {packed.shape}, not packed {shape}: {_recollect(path)}")
     return np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool)
+
+
+def save_counterfactual_masks(masks: np.ndarray, store: FrameStore, path: PathArg, meta: dict) -> Path:
+    """Write step 1's counterfactual masks (bool (N, h, w), one per frame of ``store``) atomically.
+
+    Unlike the ground truth these are the adapter's training targets; ``meta`` records how they
+    were made (threshold, keypoints...).
+    """
+    masks = np.asarray(masks)
+    if masks.dtype != bool or masks.ndim != 3 or len(masks) != len(store):
+        raise ValueError(f"masks must be bool (N={len(store)}, h, w), got {masks.dtype} {masks.shape}")
+    metadata = {**meta, "frame_count": len(store), "frames_id": store.metadata.get("id"), "shape": masks.shape}
+    return _write_atomic(Path(path), COUNTERFACTUAL_FORMAT, {"packed": np.packbits(masks, axis=-1)}, metadata)
+
+
+def load_counterfactual_masks(path: PathArg, store: FrameStore) -> np.ndarray:
+    """Step 1's masks of ``store``'s frames, bool (N, h, w); UserError if missing or of other frames."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no counterfactual masks {path}: run 'vai keypoints' first")
+    arrays, metadata = _read(path, COUNTERFACTUAL_FORMAT, ("packed",))
+    if metadata.get("frames_id") != store.metadata.get("id") or metadata.get("frame_count") != len(store):
+        raise UserError(f"{path} belongs to other frames: run 'vai keypoints' again")
+    count, height, width = metadata["shape"]
+    return np.unpackbits(arrays["packed"], axis=-1, count=width).astype(bool).reshape(count, height, width)
 
 
 def _check_store(store: FrameStore) -> None:

@@ -1,0 +1,273 @@
+"""Transporter (vai.vision.keypoints): every stage's shapes, transport's meaning, training, checkpoints.
+
+Training runs for real on a tiny synthetic video (a yellow square moving over a fixed background
+with a static stripe), small enough to learn in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from vai.config import VISION_PRESETS, VisionPreset
+from vai.errors import UserError
+from vai.vision.keypoints import (
+    CROP_SIZE,
+    Transporter,
+    _pair_windows,
+    _sample_pairs,
+    frames_to_inputs,
+    gaussian_maps,
+    load_transporter,
+    save_transporter,
+    spatial_softmax,
+    train_transporter,
+    transport,
+    union_map,
+)
+
+SQUARE_COLOUR = np.array([230, 200, 30], dtype=np.uint8)
+BACKGROUND_COLOUR = np.array([40, 60, 80], dtype=np.uint8)
+
+
+def square_frames(count: int = 64, episodes: int = 2, side: int = 20, seed: int = 0):
+    """A square moving smoothly (Lissajous path) over a fixed background with a static stripe.
+
+    Returns uint8 frames (count, 3, 100, 100), episode ids, the square's mask on the 84x84 centre
+    crop (count, 84, 84), and the background alone (3, 100, 100). Episodes differ in phase.
+    """
+    rng = np.random.default_rng(seed)
+    background = np.empty((3, 100, 100), dtype=np.uint8)
+    background[:] = BACKGROUND_COLOUR[:, None, None]
+    background[:, 30:36, :] = 140  # static: it must not become foreground
+    per_episode = count // episodes
+    episode = np.arange(count) // per_episode
+    step = np.arange(count) % per_episode
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=(episodes, 2))[episode]
+    low, high = 10, 90 - side  # keeps the square inside the centre crop (8..92)
+    top = (low + (high - low) * (0.5 + 0.5 * np.sin(0.35 * step + phase[:, 0]))).astype(int)
+    left = (low + (high - low) * (0.5 + 0.5 * np.sin(0.23 * step + phase[:, 1]))).astype(int)
+    pixels = np.arange(100)
+    rows = (pixels[None, :] >= top[:, None]) & (pixels[None, :] < top[:, None] + side)
+    columns = (pixels[None, :] >= left[:, None]) & (pixels[None, :] < left[:, None] + side)
+    inside = rows[:, :, None] & columns[:, None, :]
+    frames = np.where(inside[:, None], SQUARE_COLOUR[None, :, None, None], background[None]).astype(np.uint8)
+    return frames, episode, inside[:, 8:92, 8:92], background
+
+
+def small_preset(**changes) -> VisionPreset:
+    """The quick preset shrunk to seconds on a CPU: 48 px, batch 8, 120 steps."""
+    settings = dict(
+        transporter_size=48,
+        transporter_batch=8,
+        transporter_steps=120,
+        transporter_lr_every=50,
+        max_pair_gap=10,
+        keypoint_std=0.15,
+    )
+    settings.update(changes)
+    return dataclasses.replace(VISION_PRESETS["quick"], **settings)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    frames, episodes, _, _ = square_frames()
+    model, metrics = train_transporter(small_preset(), frames, episodes, 4, channels=8, seed=0)
+    return model, metrics, frames
+
+
+# -- Inputs and shapes ----------------------------------------------------------------------------
+
+
+def test_frames_to_inputs_crops_the_centre_and_scales_to_unit_range():
+    frames = np.zeros((2, 3, 100, 100), dtype=np.uint8)
+    frames[:, 0, 8, 8] = 255  # first pixel of the 84x84 centre crop
+    frames[:, 1, 7, 7] = 255  # just outside it
+    inputs = frames_to_inputs(frames, CROP_SIZE)
+    assert inputs.shape == (2, 3, 84, 84) and inputs.dtype == torch.float32
+    assert inputs[:, 0, 0, 0].tolist() == [1.0, 1.0]
+    assert float(inputs[:, 1].max()) == 0.0
+    resized = frames_to_inputs(np.full((2, 3, 100, 100), 255, dtype=np.uint8), 64)
+    assert resized.shape == (2, 3, 64, 64)
+    assert torch.allclose(resized, torch.ones_like(resized))
+
+
+@pytest.mark.parametrize("size, feature_side", [(48, 12), (50, 13)])
+def test_every_stage_has_the_documented_shape(size, feature_side):
+    torch.manual_seed(0)
+    model = Transporter(keypoints=5, size=size, channels=4).eval()
+    images = torch.rand(3, 3, size, size)
+    with torch.no_grad():
+        features = model.encode(images)
+        coords, maps = model.keypoints(images)
+        moved = model.transport(features, maps, features.flip(0), maps.flip(0))
+        image = model.decode(moved)
+        reconstruction = model(images, images.flip(0))
+    assert features.shape == (3, 16, feature_side, feature_side) and features.dtype == torch.float32
+    assert coords.shape == (3, 5, 2) and coords.dtype == torch.float32
+    assert float(coords.abs().max()) <= 1.0
+    assert maps.shape == (3, 5, feature_side, feature_side)
+    assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
+    assert moved.shape == features.shape
+    assert image.shape == reconstruction.shape == (3, 3, size, size)
+
+
+def test_spatial_softmax_of_a_one_hot_heatmap_is_that_pixels_coordinate():
+    height, width = 7, 11  # not square, so swapped x and y would show
+    logits = torch.zeros(2, 3, height, width)
+    picks = [(0, 0, 0, 0), (0, 1, 6, 10), (0, 2, 2, 5), (1, 0, 3, 1), (1, 1, 6, 0), (1, 2, 0, 7)]
+    for b, k, row, column in picks:
+        logits[b, k, row, column] = 60.0  # softmax is one-hot to float precision
+    coords = spatial_softmax(logits)
+    for b, k, row, column in picks:
+        expected = (-1.0 + 2.0 * column / (width - 1), -1.0 + 2.0 * row / (height - 1))
+        assert coords[b, k].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_gaussian_maps_peak_at_the_coordinates_with_the_given_spread():
+    size = (9, 17)
+    grid_y, grid_x = torch.linspace(-1, 1, 9), torch.linspace(-1, 1, 17)
+    coords = torch.tensor([[[grid_x[3], grid_y[7]], [grid_x[12], grid_y[1]]]])
+    maps = gaussian_maps(coords, size, std=0.2)
+    assert maps.shape == (1, 2, 9, 17)
+    for k, (row, column) in enumerate([(7, 3), (1, 12)]):
+        peak = int(maps[0, k].argmax())
+        assert divmod(peak, 17) == (row, column)
+        assert float(maps[0, k, row, column]) == pytest.approx(1.0)
+        # One pixel to the right is grid_x spacing (0.125) away: exp(-d^2 / (2 std^2)).
+        assert float(maps[0, k, row, column + 1]) == pytest.approx(np.exp(-(0.125**2) / (2 * 0.2**2)), rel=1e-5)
+
+
+def test_union_map_covers_each_keypoint_and_never_exceeds_one():
+    coords = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.5, 0.0]]])  # two keypoints on one spot
+    union = union_map(gaussian_maps(coords, (21, 21), std=0.1))
+    assert union.shape == (1, 1, 21, 21)
+    assert float(union[0, 0, 10, 5]) == pytest.approx(1.0) and float(union[0, 0, 10, 15]) == pytest.approx(1.0)
+    assert float(union.max()) <= 1.0 and float(union[0, 0, 0, 0]) < 1e-6
+
+
+# -- Transport (Kulkarni et al., Eq. 1) -----------------------------------------------------------
+
+
+def test_transport_pastes_target_features_at_target_keypoints_and_keeps_source_elsewhere():
+    side = 21
+    source_features = torch.full((1, 4, side, side), 1.0)
+    target_features = torch.full((1, 4, side, side), 5.0)
+    no_keypoint = torch.zeros(1, 1, side, side)
+    # Target keypoint exactly on pixel (row 5, column 15): x = 0.5, y = -0.5 on a 21-pixel grid.
+    target_maps = gaussian_maps(torch.tensor([[[0.5, -0.5]]]), (side, side), std=0.1)
+    moved = transport(source_features, no_keypoint, target_features, target_maps)
+    assert torch.allclose(moved[0, :, 5, 15], torch.full((4,), 5.0))  # Φ(t) under the target keypoint
+    assert torch.allclose(moved[0, :, 15, 5], torch.full((4,), 1.0))  # Φ(s) far from it
+    # Swapping the frames' roles gives something else: the formula is not symmetric.
+    swapped = transport(target_features, target_maps, source_features, no_keypoint)
+    assert not torch.allclose(swapped[0, :, 5, 15], moved[0, :, 5, 15])
+
+
+def test_transport_erases_source_features_under_source_keypoints():
+    side = 21
+    source_features = torch.full((1, 2, side, side), 3.0)
+    target_features = torch.full((1, 2, side, side), 7.0)
+    source_maps = gaussian_maps(torch.tensor([[[-0.5, 0.5]]]), (side, side), std=0.1)  # row 15, col 5
+    moved = transport(source_features, source_maps, target_features, torch.zeros(1, 1, side, side))
+    assert torch.allclose(moved[0, :, 15, 5], torch.zeros(2), atol=1e-6)  # the object left: erased
+    assert torch.allclose(moved[0, :, 5, 15], torch.full((2,), 3.0))
+
+
+# -- Pair sampling --------------------------------------------------------------------------------
+
+
+def test_pairs_stay_inside_one_episode_within_the_gap():
+    episodes = np.array([0] * 30 + [1] * 5 + [2] * 1 + [0] * 10 + [3] * 40)  # episode 0 resumes
+    windows = _pair_windows(episodes, max_gap=4)
+    source, target = _sample_pairs(windows, 5000, np.random.default_rng(0))
+    assert np.all(episodes[source] == episodes[target])
+    assert np.all(source != target)
+    assert 2 not in episodes[source]  # a one-frame episode has no partner
+    # Gap in time order: position within the episode's own frames.
+    rank = np.empty(len(episodes), dtype=int)
+    for episode in np.unique(episodes):
+        members = np.flatnonzero(episodes == episode)
+        rank[members] = np.arange(len(members))
+    gaps = np.abs(rank[source] - rank[target])
+    assert gaps.max() == 4 and gaps.min() == 1
+    # Episode 0's frames 29 and 30 are stored 16 apart but are consecutive in its time order.
+    assert np.any((source == 29) & (target == 36))
+
+
+# -- Training -------------------------------------------------------------------------------------
+
+
+def test_training_lowers_the_reconstruction_loss(trained):
+    model, metrics, _ = trained
+    curve = metrics["loss_curve"]
+    assert len(curve) == metrics["steps"] == 120
+    initial = float(np.mean(curve[:3]))
+    assert metrics["final_loss"] < 0.5 * initial, (initial, metrics["final_loss"])
+    assert metrics["seconds_per_step"] > 0 and metrics["parameters"] == sum(p.numel() for p in model.parameters())
+    assert not model.training
+
+
+def test_training_is_reproducible_from_the_seed():
+    frames, episodes, _, _ = square_frames(count=16)
+    preset = small_preset(transporter_size=32, transporter_batch=4, transporter_steps=3)
+    runs = [train_transporter(preset, frames, episodes, 2, channels=4, seed=7)[1]["loss_curve"] for _ in range(2)]
+    other = train_transporter(preset, frames, episodes, 2, channels=4, seed=8)[1]["loss_curve"]
+    assert runs[0] == runs[1]
+    assert runs[0] != other
+
+
+# -- Checkpoints ----------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(trained, tmp_path):
+    model, _, frames = trained
+    path = save_transporter(model, tmp_path / "nested" / "transporter.safetensors")
+    assert [p.name for p in path.parent.iterdir()] == ["transporter.safetensors"]  # no temporary left
+    loaded = load_transporter(path, "cpu", keypoints=4, size=48)
+    assert not loaded.training
+    assert (loaded.num_keypoints, loaded.size, loaded.channels, loaded.keypoint_std) == (4, 48, 8, 0.15)
+    images = frames_to_inputs(frames[:6], 48)
+    with torch.no_grad():
+        assert torch.equal(loaded(images[:3], images[3:]), model(images[:3], images[3:]))
+        assert torch.equal(loaded.keypoints(images)[0], model.keypoints(images)[0])
+
+
+def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_path):
+    from safetensors.torch import save_file
+
+    model = Transporter(keypoints=3, size=32, channels=4)
+    good = save_transporter(model, tmp_path / "good.safetensors")
+
+    with pytest.raises(UserError, match="no Transporter checkpoint"):
+        load_transporter(tmp_path / "absent.safetensors")
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(UserError, match="not a readable Transporter checkpoint"):
+        load_transporter(truncated)
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(foreign))
+    with pytest.raises(UserError, match="not written by vai"):
+        load_transporter(foreign)
+
+    # Right format tag, wrong description: the weights are for 4 channels, the metadata says 8.
+    tensors = {name: value.contiguous() for name, value in model.state_dict().items()}
+    metadata = {"format": "vai.transporter/1", "keypoints": "3", "size": "32", "channels": "8", "keypoint_std": "0.1"}
+    lying = tmp_path / "lying.safetensors"
+    save_file(tensors, str(lying), metadata=metadata)
+    with pytest.raises(UserError, match="does not match"):
+        load_transporter(lying)
+
+    with pytest.raises(UserError, match="has 3 keypoints but 12 are wanted"):
+        load_transporter(good, keypoints=12)
+    with pytest.raises(UserError, match="trained at size 32 but 84"):
+        load_transporter(good, size=84)
+    for error_path in (truncated, foreign, lying):
+        with pytest.raises(UserError) as caught:
+            load_transporter(error_path)
+        assert "\n" not in str(caught.value) and str(error_path) in str(caught.value)
