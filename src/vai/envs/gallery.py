@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from vai.atomic import write_bytes_atomic
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
 
@@ -73,23 +72,10 @@ def write_png(image: np.ndarray, path: Path) -> Path:
     """Write an RGB image as PNG atomically (a killed run leaves no half-written file)."""
     import cv2
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", image[..., ::-1])
     if not ok:
         raise RuntimeError(f"could not encode {path}")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(encoded.tobytes())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(encoded.tobytes(), path)
 
 
 def show(task: str, modes: Sequence[str], out: Path, **kwargs) -> Path:

@@ -29,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from vai.atomic import atomic_write
 from vai.config import FRAME_STACK, VisionPreset
 from vai.errors import UserError
 from vai.vision.augment import Distractor
@@ -313,15 +314,9 @@ class AdapterWrapper(gym.ObservationWrapper):
 def save_adapter(adapter: AttentionAdapter, path: str | os.PathLike) -> Path:
     """Write ``adapter`` as safetensors with its architecture in the metadata, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: value.detach().cpu().contiguous() for name, value in adapter.state_dict().items()}
     metadata = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": json.dumps(adapter.config)}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
     return path
 
 

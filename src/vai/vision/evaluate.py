@@ -8,8 +8,6 @@ so the modes differ only in what the camera sees.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vai.atomic import write_text_atomic
 from vai.config import VisionPreset
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
@@ -119,23 +118,6 @@ def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) 
                 f"{scores['recall']:.3f} | {scores['frames']} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def write_text_atomic(text: str, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_results(results: dict, meta: dict, json_path: Path, markdown_path: Path, title: str) -> None:

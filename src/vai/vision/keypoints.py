@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vai.atomic import atomic_write
 from vai.config import IMAGE_SIZE, VisionPreset
 from vai.errors import UserError
 
@@ -379,7 +379,6 @@ def train_transporter(
 def save_transporter(model: Transporter, path: str | os.PathLike[str]) -> Path:
     """Write weights and shape to a safetensors file atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
@@ -390,17 +389,7 @@ def save_transporter(model: Transporter, path: str | os.PathLike[str]) -> Path:
         "channels": str(model.channels),
         "keypoint_std": repr(model.keypoint_std),
     }
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
     return path
 
 

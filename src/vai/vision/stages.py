@@ -56,7 +56,7 @@ def _frames(task: str, run: Path) -> FrameStore:
 
 
 def _write_json(data: dict, path: Path) -> None:
-    from vai.vision.evaluate import write_text_atomic
+    from vai.atomic import write_text_atomic
 
     write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 

@@ -1,0 +1,38 @@
+"""Atomic file writes: a killed run leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the usual permissions (0666 less the umask; ``mkstemp`` alone gives 0600), and the
+    temporary file is removed if anything fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda temporary: temporary.write_bytes(data))
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda temporary: temporary.write_text(text))
