@@ -92,18 +92,10 @@ _MOVING = "every body that moves (not welded to the world)"
 DMC_TASKS: dict[str, DMCTask] = {
     "walker_walk": DMCTask("walker", "walk", 4, f"{_MOVING}: the walker"),
     "walker_stand": DMCTask("walker", "stand", 4, f"{_MOVING}: the walker"),
-    "cartpole_swingup": DMCTask(
-        "cartpole", "swingup", 8, f"{_MOVING}: cart and pole; the rails are static decoration"
-    ),
-    "cartpole_balance": DMCTask(
-        "cartpole", "balance", 8, f"{_MOVING}: cart and pole; the rails are static decoration"
-    ),
-    "ball_in_cup_catch": DMCTask(
-        "ball_in_cup", "catch", 4, f"{_MOVING} and the string: cup, ball and string"
-    ),
-    "finger_spin": DMCTask(
-        "finger", "spin", 2, f"{_MOVING}: finger and spinner", extra_foreground_sites=("target",)
-    ),
+    "cartpole_swingup": DMCTask("cartpole", "swingup", 8, f"{_MOVING}: cart and pole; the rails are static decoration"),
+    "cartpole_balance": DMCTask("cartpole", "balance", 8, f"{_MOVING}: cart and pole; the rails are static decoration"),
+    "ball_in_cup_catch": DMCTask("ball_in_cup", "catch", 4, f"{_MOVING} and the string: cup, ball and string"),
+    "finger_spin": DMCTask("finger", "spin", 2, f"{_MOVING}: finger and spinner", extra_foreground_sites=("target",)),
     "finger_turn_easy": DMCTask(
         "finger",
         "turn_easy",
@@ -205,6 +197,9 @@ class VisionPreset:
     adapter_batch: int = 64
     adapter_steps: int = 10000
     adapter_lr: float = 1e-3
+    adapter_lr_decay: float = 0.95
+    """Multiplied into the adapter's learning rate every ``adapter_lr_every`` steps (VAI)."""
+    adapter_lr_every: int = 200
     pos_weight: float = 15.0
     """Missing foreground costs this many times more than leaked background (VAI)."""
     feature_weight: float = 0.5
@@ -223,6 +218,7 @@ VISION_PRESETS: dict[str, VisionPreset] = {
         transporter_lr_every=60,
         adapter_batch=32,
         adapter_steps=1500,
+        adapter_lr_every=100,
     ),
 }
 """``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized for a CPU in minutes."""
@@ -256,3 +252,117 @@ def override(preset, assignments: list[str] | None):
         except ValueError:
             raise UserError(f"cannot set {key}={value!r}: expected {types[key]}") from None
     return replace(preset, **changes)
+
+
+# -- Reinforcement learning (VAI step 3) ----------------------------------------------------------
+
+ENCODER_LAYERS: dict[str, tuple[int, int]] = {"finger_spin": (11, 8), "finger_turn_easy": (11, 8)}
+"""(conv layers, layers shared with PAD's heads) per task where it differs from DEFAULT_ENCODER_LAYERS
+(PAD / VAI: 11 and 8 for finger)."""
+DEFAULT_ENCODER_LAYERS = (4, 4)
+
+ALGORITHMS = ("vai", "sac", "drq", "svea")
+"""``vai``: frozen adapter in front, adapt_aug; ``sac``: no adapter (random crop only); ``drq``: random
+shift (DrQ / RAD style); ``svea``: random convolution, clean and augmented Q targets mixed (SVEA)."""
+
+AUX_TASKS = ("inverse", "reward", "rotation")
+"""PAD's self-supervised heads on the shared encoder layers."""
+
+
+@dataclass(frozen=True)
+class RLPreset:
+    """Every setting of the agent and its training loop (SAC as in PAD and VAI, pytorch_sac_ae lineage)."""
+
+    name: str
+    frames: int = 500_000
+    """Environment (simulator) frames of training; agent steps = frames // action repeat."""
+    init_steps: int = 1000
+    """Agent steps of uniformly random actions before the first update."""
+    batch_size: int = 128
+    discount: float = 0.99
+    image_size: int = 84
+    """Random crop 100 -> 84 in training, centre crop in evaluation."""
+    num_filters: int = 32
+    feature_dim: int = 100
+    hidden_dim: int = 1024
+    num_layers: int = 0
+    """Conv layers of the encoder; 0 takes the task's from ENCODER_LAYERS."""
+    num_shared_layers: int = 0
+    """Conv layers shared with PAD's heads; 0 takes the task's from ENCODER_LAYERS."""
+    init_temperature: float = 0.1
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    """Critic and encoder (the encoder is trained by the critic's loss)."""
+    alpha_lr: float = 1e-4
+    alpha_beta: float = 0.5
+    """Adam beta1 of the temperature (pytorch_sac_ae)."""
+    actor_log_std_min: float = -10.0
+    actor_log_std_max: float = 2.0
+    critic_tau: float = 0.01
+    encoder_tau: float = 0.05
+    actor_update_every: int = 2
+    target_update_every: int = 2
+    aux_tasks: str = "inverse"
+    """Comma-separated PAD heads trained with the agent (inverse, reward, rotation), or empty."""
+    aux_lr: float = 1e-3
+    aux_update_every: int = 2
+    adapt_boxes: int = 4
+    """VAI's adapt_aug: small random boxes on the adapted observation in training (vai only)."""
+    adapt_noise: float = 0.005
+    """VAI's adapt_aug: std of Gaussian noise on the adapted observation in training (vai only)."""
+    svea_alpha: float = 0.5
+    """Weight of the clean Q loss in SVEA; the augmented one gets ``svea_beta``."""
+    svea_beta: float = 0.5
+    eval_every: int = 10_000
+    """Environment frames between evaluations during training."""
+    eval_episodes: int = 5
+    checkpoint_every: int = 50_000
+    """Environment frames between checkpoints (and one at the end)."""
+    tta_batch: int = 32
+    """Augmented copies per test-time adaptation step (PAD)."""
+    replay_on_device: bool = True
+    """Keep the replay frames on the training device when it is a GPU (sampling never leaves it)."""
+
+
+RL_PRESETS: dict[str, RLPreset] = {
+    "paper": RLPreset("paper"),
+    "quick": RLPreset(
+        "quick",
+        frames=40_000,
+        init_steps=500,
+        batch_size=64,
+        num_filters=16,
+        feature_dim=50,
+        hidden_dim=256,
+        num_layers=2,
+        num_shared_layers=2,
+        eval_every=8_000,
+        eval_episodes=3,
+        checkpoint_every=8_000,
+    ),
+}
+"""``paper``: PAD / VAI settings for a GPU. ``quick``: a smaller network and run for a 2-core CPU."""
+
+
+def get_rl_preset(name: str) -> RLPreset:
+    try:
+        return RL_PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(RL_PRESETS)}") from None
+
+
+def encoder_layers(task: str, preset: RLPreset) -> tuple[int, int]:
+    """(conv layers, shared layers) of ``task`` under ``preset`` (the preset's, when set)."""
+    layers, shared = ENCODER_LAYERS.get(task, DEFAULT_ENCODER_LAYERS)
+    layers = preset.num_layers or layers
+    shared = min(preset.num_shared_layers or shared, layers)
+    return layers, shared
+
+
+def aux_tasks(preset: RLPreset) -> tuple[str, ...]:
+    """The preset's PAD heads, checked."""
+    names = tuple(name.strip() for name in preset.aux_tasks.split(",") if name.strip())
+    unknown = [name for name in names if name not in AUX_TASKS]
+    if unknown:
+        raise UserError(f"unknown auxiliary task {', '.join(unknown)}; choose from: {', '.join(AUX_TASKS)}")
+    return names

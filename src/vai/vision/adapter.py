@@ -158,7 +158,8 @@ def train_adapter(
     which :func:`place_masks` extends back to H x W. ``backgrounds`` uint8 (M, 3, P, P) natural
     images, or None for :func:`procedural_backgrounds`. Each step samples ``preset.adapter_batch``
     stacks of 3 consecutive frames of one episode (the first frame repeated at an episode's start,
-    as the environment stacks them), distracts them and takes one Adam step.
+    as the environment stacks them), distracts them and takes one Adam step; the learning
+    rate is multiplied by ``preset.adapter_lr_decay`` every ``preset.adapter_lr_every`` steps (VAI).
 
     Returns the adapter (eval mode, on ``device``) and metrics: per-step ``loss``, ``mask_loss``,
     ``feature_loss`` lists, ``seconds_per_step``, ``steps``, ``parameters``. ``log`` receives a dict
@@ -187,6 +188,7 @@ def train_adapter(
         adapter = AttentionAdapter(size=preset.adapter_size)
     adapter.to(device).train()
     optimizer = torch.optim.Adam(adapter.parameters(), lr=preset.adapter_lr)
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, preset.adapter_lr_every, preset.adapter_lr_decay)
 
     history: dict[str, list[torch.Tensor]] = {"loss": [], "mask_loss": [], "feature_loss": []}
     start = time.perf_counter()
@@ -200,6 +202,7 @@ def train_adapter(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         for name, value in metrics.items():
             history[name].append(value)
         if log is not None and (step % LOG_EVERY == 0 or step == preset.adapter_steps):
