@@ -66,6 +66,12 @@ class DMCEnv(PixelEnv):
         """The dm_control ``Physics`` (state, for tests and analysis)."""
         return self._dm_env.physics
 
+    @property
+    def video_count(self) -> int:
+        """Videos the current mode goes through (0 outside video modes); a seeded ``reset(seed=s)``
+        plays video ``s mod video_count``."""
+        return len(self._video.paths) if self._video is not None else 0
+
     def _check_mode(self, mode: str) -> str:
         check_mode(self.task, mode)
         number = video_number(mode)

@@ -1,0 +1,1 @@
+"""Reinforcement learning on adapted observations: SAC with PAD heads, replay, training loop, evaluation."""

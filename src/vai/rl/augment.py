@@ -1,0 +1,102 @@
+"""Batched image operations of the agent: crops, DrQ's random shift, SVEA's random convolution and
+VAI's adapt_aug. Every function works on a whole batch on its device; none loops over samples.
+
+Observations are stacks (B, 3F, H, W); a random crop or shift moves the F frames of one stack
+together (they are one observation), different stacks independently.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A ``size`` x ``size`` window of each (C, H, W) image at a uniform random position (RAD, PAD)."""
+    batch, _, height, width = images.shape
+    device = images.device
+    top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=device)
+    return crop_at(images, top, left, size)
+
+
+def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """Windows of side ``size`` whose corners are ``top``, ``left`` (B,) — one gather, no loop."""
+    batch, channels, height, width = images.shape
+    offsets = torch.arange(size, device=images.device)
+    rows = (top[:, None] + offsets)[:, :, None]  # (B, S, 1)
+    cols = (left[:, None] + offsets)[:, None, :]  # (B, 1, S)
+    flat = (rows * width + cols).reshape(batch, 1, size * size).expand(batch, channels, size * size)
+    return images.reshape(batch, channels, height * width).gather(2, flat).reshape(batch, channels, size, size)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ's augmentation: replicate-pad by ``pad`` pixels, then crop back at a random integer shift."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    top = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=images.device)
+    left = torch.randint(0, 2 * pad + 1, (batch,), generator=generator, device=images.device)
+    if height != width:
+        raise ValueError("random_shift expects square images")
+    return crop_at(padded.contiguous(), top, left, height)
+
+
+def random_convolution(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """SVEA's / DMControl-GB's augmentation: a random 3x3 RGB -> RGB convolution per stack.
+
+    Weights ~ N(0, 1/sqrt(27))-ish (Kaiming normal for 27 inputs) shared by the frames of a stack,
+    applied with replicate padding; the result is clamped to [0, 1]. Images float in [0, 1].
+    """
+    batch, channels, height, width = images.shape
+    frames = channels // 3
+    weight = torch.randn(batch, 3, 3, 3, 3, generator=generator, device=images.device) * (2 / 27) ** 0.5
+    # Grouped convolution: one group per stack; the stack's frames fold into that group's batch.
+    per_frame = (
+        images.reshape(batch, frames, 3, height, width).transpose(0, 1).reshape(frames, batch * 3, height, width)
+    )
+    padded = F.pad(per_frame, (1, 1, 1, 1), mode="replicate")
+    out = F.conv2d(padded, weight.reshape(batch * 3, 3, 3, 3), groups=batch)
+    out = out.reshape(frames, batch, 3, height, width).transpose(0, 1).reshape(batch, channels, height, width)
+    return out.clamp(0, 1)
+
+
+def adapt_aug(
+    images: torch.Tensor, boxes: int, noise: float, generator: torch.Generator | None = None, box_max: int = 10
+) -> torch.Tensor:
+    """VAI's augmentation of the adapted observation: ``boxes`` small random boxes of random colour
+    per stack (the same place in every frame) and Gaussian noise of std ``noise``; clamped to [0, 1].
+
+    It teaches the agent to ignore the specks of background the adapter may leak at test time.
+    """
+    batch, channels, height, width = images.shape
+    device = images.device
+    out = images
+    if boxes > 0:
+        side = torch.randint(1, box_max + 1, (batch, boxes, 2), generator=generator, device=device)
+        top = (torch.rand(batch, boxes, generator=generator, device=device) * (height - side[..., 0] + 1)).long()
+        left = (torch.rand(batch, boxes, generator=generator, device=device) * (width - side[..., 1] + 1)).long()
+        rows = torch.arange(height, device=device)[None, None, :, None]
+        cols = torch.arange(width, device=device)[None, None, None, :]
+        inside = (
+            (rows >= top[..., None, None])
+            & (rows < (top + side[..., 0])[..., None, None])
+            & (cols >= left[..., None, None])
+            & (cols < (left + side[..., 1])[..., None, None])
+        )  # (B, boxes, H, W)
+        colour = torch.rand(batch, boxes, 3, generator=generator, device=device)
+        # Later boxes paint over earlier ones: index of the last box covering each pixel.
+        order = torch.arange(1, boxes + 1, device=device)[None, :, None, None]
+        last = (inside * order).amax(1)  # (B, H, W), 0 = no box
+        painted = torch.cat([torch.zeros(batch, 1, 3, device=device), colour], 1)  # (B, boxes + 1, 3)
+        fill = painted.gather(1, last.reshape(batch, -1, 1).expand(-1, -1, 3)).reshape(batch, height, width, 3)
+        fill = fill.permute(0, 3, 1, 2).repeat(1, channels // 3, 1, 1)
+        out = torch.where((last > 0)[:, None], fill, out)
+    if noise > 0:
+        out = out + noise * torch.randn(out.shape, generator=generator, device=device)
+    return out.clamp(0, 1)

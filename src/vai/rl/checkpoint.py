@@ -1,0 +1,88 @@
+"""Agent checkpoints: everything needed to act again (``vai eval``) or to go on training (``--resume``).
+
+One file per checkpoint (``torch.save`` of plain tensors, numbers and strings, read back with
+``weights_only=True``, so loading never runs code from the file): the agent's construction arguments
+(algorithm, task, preset, shapes, encoder layers, adapter architecture), its weights including the
+frozen adapter, optimiser states, random states and the loop's counters. Written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vai.atomic import atomic_write
+from vai.config import RLPreset
+from vai.errors import UserError
+
+FORMAT = "vai.agent"
+VERSION = 1
+
+
+def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[str, Any]) -> Path:
+    """Write ``agent`` and the loop's ``loop_state`` (counters, random states) to ``path``."""
+    adapted = agent.observe.adapted
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "task": task,
+        "algorithm": agent.algorithm,
+        "preset": dataclasses.asdict(agent.preset),
+        "obs_shape": list(agent.obs_shape),
+        "action_dim": agent.action_dim,
+        "layers": list(agent.layers),
+        "adapter_config": adapted.adapter.config if adapted is not None else None,
+        "agent": agent.state_dict(),
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in agent.optimizers().items()},
+        "generator": agent.generator.get_state(),
+        "loop": loop_state,
+    }
+    return atomic_write(path, lambda temporary: torch.save(payload, temporary))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    fix = "pass a checkpoint written by 'vai train' (RUN/checkpoints/last.pt)"
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: {fix}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        raise UserError(f"checkpoint {path} is unreadable ({first_line}): {fix}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
+        raise UserError(f"{path} is not a vai agent checkpoint (version {VERSION}): {fix}")
+    return payload
+
+
+def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu", with_optimizers: bool = False):
+    """The agent stored at ``path`` on ``device`` and the checkpoint's contents (``loop``, ``task``...)."""
+    from vai.rl.sac import SACAgent
+    from vai.vision.adapter import AttentionAdapter
+
+    payload = read_checkpoint(path)
+    try:
+        preset = RLPreset(**payload["preset"])
+        adapter = AttentionAdapter(**payload["adapter_config"]) if payload["adapter_config"] else None
+        agent = SACAgent(
+            payload["algorithm"],
+            tuple(payload["obs_shape"]),
+            payload["action_dim"],
+            preset,
+            tuple(payload["layers"]),
+            adapter=adapter,
+            device=device,
+        )
+        agent.load_state_dict(payload["agent"])
+        if with_optimizers:
+            for name, optimizer in agent.optimizers().items():
+                optimizer.load_state_dict(payload["optimizers"][name])
+            agent.generator.set_state(payload["generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        raise UserError(f"checkpoint {path} does not fit this version of vai ({first_line})") from None
+    return agent, payload

@@ -1,0 +1,104 @@
+"""Evaluation of an agent over seeds x modes, following VAI's protocol (10 seeds x 10 episodes).
+
+Seed ``i`` of a video mode plays video ``i`` (modulo the number of videos), as VAI evaluates; every
+episode has its own environment seed, disjoint from training's, so physics, colours and videos are
+reproducible. The policy acts with its mean action. With ``test_time_adaptation`` (PAD), a copy of
+the agent per (mode, seed) updates its shared encoder layers after every step of that seed's
+episodes from the self-supervised heads, then is thrown away: the checkpoint itself never changes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vai.data.video import VideoCache
+from vai.envs import make_env
+
+EVAL_BASE = 10_000_000
+"""Evaluation environment seeds start here (training uses ``seed x 100003 + episode``)."""
+
+
+def env_seed(seed_index: int, episode: int, seeds: int, videos: int) -> int:
+    """Environment seed of ``episode`` of evaluation seed ``seed_index``: congruent to the seed index
+    modulo the number of videos (so it plays video ``seed_index mod videos``), distinct for all pairs."""
+    videos = max(videos, 1)
+    rounds = -(-seeds // videos)
+    return seed_index % videos + videos * (EVAL_BASE + episode * rounds + seed_index // videos)
+
+
+@dataclass
+class ModeResult:
+    """Episode returns (seeds, episodes) of one mode, and success flags where the task has them."""
+
+    returns: np.ndarray
+    success: np.ndarray | None = None
+    videos: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    agent,
+    task: str,
+    modes: list[str],
+    seeds: int = 10,
+    episodes: int = 10,
+    data_dir: str | Path | None = None,
+    test_time_adaptation: bool = False,
+    video_cache: VideoCache | None = None,
+) -> dict[str, ModeResult]:
+    """Returns per mode of ``agent`` on ``task``: ``seeds`` x ``episodes`` episodes each."""
+    video_cache = video_cache or VideoCache()
+    results = {}
+    for mode in modes:
+        env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache)
+        try:
+            results[mode] = _evaluate_mode(env, agent, seeds, episodes, test_time_adaptation)
+        finally:
+            env.close()
+    return results
+
+
+def _evaluate_mode(env, agent, seeds: int, episodes: int, test_time_adaptation: bool) -> ModeResult:
+    videos = getattr(env.unwrapped, "video_count", 0)
+    returns = np.zeros((seeds, episodes))
+    success = np.zeros((seeds, episodes), dtype=bool)
+    has_success = False
+    played: list[str] = []
+    for seed_index in range(seeds):
+        actor = copy.deepcopy(agent) if test_time_adaptation else agent
+        for episode in range(episodes):
+            obs, info = env.reset(seed=env_seed(seed_index, episode, seeds, videos))
+            if episode == 0 and "video" in info:
+                played.append(str(info["video"]))
+            done, total = False, 0.0
+            while not done:
+                action = actor.act(obs)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                if test_time_adaptation:
+                    actor.adapt(obs, action, next_obs)
+                total += float(reward)
+                obs, done = next_obs, terminated or truncated
+            returns[seed_index, episode] = total
+            if "episode_success" in info:
+                has_success = True
+                success[seed_index, episode] = info["episode_success"]
+    return ModeResult(returns, success if has_success else None, played)
+
+
+def training_evaluator(task: str, modes: list[str], episodes: int, data_dir=None, seeds: int = 1):
+    """``evaluate(agent) -> {mode: {"return": mean, "return_std": std}}`` for the training loop."""
+    video_cache = VideoCache()
+
+    def run(agent) -> dict[str, dict[str, float]]:
+        results = evaluate(agent, task, modes, seeds, episodes, data_dir, video_cache=video_cache)
+        summary = {}
+        for mode, result in results.items():
+            summary[mode] = {"return": float(result.returns.mean()), "return_std": float(result.returns.std())}
+            if result.success is not None:
+                summary[mode]["success"] = float(result.success.mean())
+        return summary
+
+    return run

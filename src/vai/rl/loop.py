@@ -1,0 +1,151 @@
+"""The training loop: act, store, update, evaluate, checkpoint; read top to bottom like SAC's box.
+
+The loop receives its environment, agent, replay buffer and logger from outside (``vai.rl.stages``
+builds them), so each can be replaced and tested alone. Hot path: one ``act`` and one ``update``
+per agent step and no device-to-host copy besides the action; update metrics stay on the device and
+are averaged once per episode. Episodes, evaluations and checkpoints happen between episodes.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vai.config import RLPreset
+from vai.rl.checkpoint import save_checkpoint
+from vai.rl.episodes import EpisodeRecorder
+from vai.rl.logger import Progress, RunLogger
+from vai.rl.replay import ReplayBuffer
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or the agent's output became NaN or infinite; the state was saved for inspection."""
+
+
+@dataclass
+class LoopState:
+    """The loop's counters and random state; saved in every checkpoint."""
+
+    step: int = 0
+    """Agent steps taken (environment frames = step x action repeat)."""
+    episode: int = 0
+    """Episodes finished."""
+    next_eval: int = 0
+    """Agent step at or after which the next evaluation runs."""
+    next_checkpoint: int = 0
+    action_rng: dict[str, Any] = field(default_factory=dict)
+    """State of the generator of the random actions of the first steps."""
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Environment seed of training episode ``episode`` of run ``seed`` (reproducible across resumes)."""
+    return seed * 100_003 + episode
+
+
+@dataclass
+class Trainer:
+    env: Any
+    agent: Any
+    buffer: ReplayBuffer
+    logger: RunLogger
+    preset: RLPreset
+    action_repeat: int
+    run: Path
+    task: str
+    seed: int
+    evaluate: Callable[[Any], dict[str, dict[str, float]]] | None = None
+    """``evaluate(agent) -> {mode: {"return": mean, "return_std": std, ...}}`` between episodes."""
+    progress: bool | None = None
+
+    @property
+    def total_steps(self) -> int:
+        return self.preset.frames // self.action_repeat
+
+    def train(self, state: LoopState | None = None) -> LoopState:
+        preset = self.preset
+        state = state or LoopState(
+            next_eval=self._every(preset.eval_every), next_checkpoint=self._every(preset.checkpoint_every)
+        )
+        action_rng = np.random.default_rng(self.seed)
+        if state.action_rng:
+            action_rng.bit_generator.state = state.action_rng
+        recorder = EpisodeRecorder(self.run / "replay")
+        progress = Progress(self.total_steps, initial=state.step, enabled=self.progress)
+        space = self.env.action_space
+        while state.step < self.total_steps:
+            obs, _ = self.env.reset(seed=episode_seed(self.seed, state.episode))
+            self.buffer.start_episode(obs)
+            recorder.start(obs)
+            episode_return, length, started = 0.0, 0, time.perf_counter()
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            done = False
+            while not done:
+                if state.step < preset.init_steps:
+                    action = action_rng.uniform(space.low, space.high).astype(np.float32)
+                else:
+                    action = self.agent.act(obs, sample=True)
+                if state.step >= preset.init_steps and len(self.buffer) > 0:
+                    metrics = self.agent.update(self.buffer.sample(preset.batch_size), state.step)
+                    for name, value in metrics.items():  # device tensors: summed, read once per episode
+                        sums[name] = sums[name] + value if name in sums else value
+                        counts[name] = counts.get(name, 0) + 1
+                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                self.buffer.add(action, reward, terminated, next_obs)
+                recorder.add(action, reward, terminated, next_obs)
+                episode_return += float(reward)
+                length += 1
+                state.step += 1
+                obs, done = next_obs, terminated or truncated or state.step >= self.total_steps
+                progress.update(state.step, episode=state.episode, last_return=round(episode_return, 1))
+            recorder.finish(state.episode)
+            state.episode += 1
+            row = {
+                "frames": state.step * self.action_repeat,
+                "episode": state.episode,
+                "return": episode_return,
+                "length": length,
+                "fps": length * self.action_repeat / (time.perf_counter() - started),
+            }
+            row.update({name: float(total) / counts[name] for name, total in sums.items()})
+            self._guard(row, state)
+            self.logger.log("train", state.step, row)
+            if state.step >= state.next_eval or state.step >= self.total_steps:
+                self._evaluate(state)
+                state.next_eval += self._every(preset.eval_every)
+            if state.step >= state.next_checkpoint or state.step >= self.total_steps:
+                self.checkpoint(state, action_rng)
+                state.next_checkpoint += self._every(preset.checkpoint_every)
+        progress.close()
+        shutil.rmtree(self.run / "replay", ignore_errors=True)  # only a resume needs it
+        return state
+
+    def _every(self, frames: int) -> int:
+        return max(1, frames // self.action_repeat)
+
+    def _evaluate(self, state: LoopState) -> None:
+        if self.evaluate is None:
+            return
+        for mode, scores in self.evaluate(self.agent).items():
+            self.logger.log(f"eval_{mode}", state.step, {"frames": state.step * self.action_repeat, **scores})
+
+    def checkpoint(self, state: LoopState, action_rng: np.random.Generator, name: str = "last.pt") -> Path:
+        state.action_rng = action_rng.bit_generator.state
+        return save_checkpoint(self.agent, self.run / "checkpoints" / name, self.task, asdict(state))
+
+    def _guard(self, row: dict[str, float], state: LoopState) -> None:
+        bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
+        if bad:
+            path = save_checkpoint(self.agent, self.run / "checkpoints" / "diverged.pt", self.task, asdict(state))
+            raise TrainingDiverged(
+                f"training diverged at agent step {state.step}: {', '.join(bad)} not finite; the state is in {path} "
+                f"and the last good checkpoint in {self.run / 'checkpoints' / 'last.pt'} (try a lower learning rate)"
+            )

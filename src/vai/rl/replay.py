@@ -1,0 +1,126 @@
+"""Replay buffer that stores each frame once and rebuilds frame stacks by index.
+
+An environment observation is a stack of F frames, but consecutive stacks share F - 1 of them, so the
+buffer keeps single frames (uint8 (3, H, W)) in a ring together with each frame's position in its
+episode; a stack is gathered from the ring, repeating an episode's first frame where the stack
+reaches back past it (as the environment fills its stack at reset). A transition (obs, action,
+reward, next_obs) is stored with the slot of next_obs's newest frame; obs ends one slot earlier.
+
+Memory: one 100x100 RGB frame is 30 kB, so 500k frames take 15 GB. A run of 500k environment frames
+at action repeat 4 stores 125k agent steps (3.75 GB), plus one reset frame per episode.
+
+On a GPU the ring can live on the device (``device="cuda"``): sampling, stacking, cropping and
+augmentation then never leave it. Sampling needs no device-to-host copy: the host keeps the count of
+transitions still whole (none of their frames overwritten) and draws among the newest ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    """A sampled batch on the buffer's device; observations uint8 (B, 3F, H, W)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    not_done: torch.Tensor
+    """0 where the episode terminated at this transition (not at a time limit)."""
+    next_obs: torch.Tensor
+
+
+class ReplayBuffer:
+    """Ring of ``capacity`` frames (and at most as many transitions) of shape ``frame_shape``."""
+
+    def __init__(
+        self,
+        capacity: int,
+        frame_shape: tuple[int, int, int],
+        action_dim: int,
+        stack: int = 3,
+        device: str | torch.device = "cpu",
+    ):
+        if capacity < stack + 2:
+            raise ValueError(f"capacity {capacity} is too small for stacks of {stack}")
+        self.capacity, self.stack, self.device = capacity, stack, torch.device(device)
+        self.frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
+        self.position = torch.zeros(capacity, dtype=torch.long, device=self.device)
+        """Index of each slot's frame within its episode (0 = the reset frame)."""
+        self.action = torch.zeros((capacity, action_dim), dtype=torch.float32, device=self.device)
+        self.reward = torch.zeros((capacity, 1), dtype=torch.float32, device=self.device)
+        self.not_done = torch.ones((capacity, 1), dtype=torch.float32, device=self.device)
+        self.transition_slot = torch.zeros(capacity, dtype=torch.long, device=self.device)
+        """Slot of each transition's next frame, by transition number modulo capacity."""
+        # Host-side bookkeeping in global counts (never wrapped): frames written so far and, for every
+        # transition in order, the global number of the oldest frame it needs.
+        self.frames_written = 0
+        self._episode_position = -1
+        self._transition_oldest = np.zeros(capacity, dtype=np.int64)
+        self.transitions_written = 0
+        self._first_whole = 0
+        """Global number of the oldest transition whose frames are all still in the ring."""
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled."""
+        return self.transitions_written - self._first_whole
+
+    def _write_frame(self, frame: np.ndarray | torch.Tensor) -> int:
+        slot = self.frames_written % self.capacity
+        self.frames[slot] = torch.as_tensor(frame).to(self.device)
+        self.position[slot] = self._episode_position
+        self.frames_written += 1
+        # Transitions needing the frame just overwritten are no longer whole.
+        overwritten = self.frames_written - 1 - self.capacity
+        while self._first_whole < self.transitions_written and (
+            self._transition_oldest[self._first_whole % self.capacity] <= overwritten
+        ):
+            self._first_whole += 1
+        return slot
+
+    def start_episode(self, observation: np.ndarray) -> None:
+        """The reset observation (3F, H, W): its newest frame starts a new episode."""
+        self._episode_position = 0
+        self._write_frame(self._newest(observation))
+
+    def add(self, action: np.ndarray, reward: float, terminated: bool, next_observation: np.ndarray) -> None:
+        """One step of the current episode: the action taken and what followed."""
+        if self._episode_position < 0:
+            raise RuntimeError("call start_episode(observation) before add()")
+        self._episode_position += 1
+        slot = self._write_frame(self._newest(next_observation))
+        index = self.transitions_written % self.capacity
+        self.action[slot] = torch.as_tensor(action, dtype=torch.float32).to(self.device)
+        self.reward[slot] = float(reward)
+        self.not_done[slot] = 0.0 if terminated else 1.0
+        newest = self.frames_written - 1
+        self.transition_slot[index] = slot
+        self._transition_oldest[index] = newest - min(self._episode_position, self.stack)
+        self.transitions_written += 1
+
+    def _newest(self, observation: np.ndarray) -> np.ndarray:
+        return observation[-3:] if observation.shape[0] == 3 * self.stack else observation
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """``batch_size`` transitions drawn uniformly (with replacement) among the whole ones."""
+        if len(self) == 0:
+            raise RuntimeError("the replay buffer holds no transitions yet")
+        draw = torch.randint(
+            self._first_whole, self.transitions_written, (batch_size,), generator=generator, device=self.device
+        )
+        next_slot = self.transition_slot[draw % self.capacity]
+        position = self.position[next_slot]
+        next_obs = self._stacks(next_slot, position)
+        obs = self._stacks((next_slot - 1) % self.capacity, position - 1)
+        return Batch(obs, self.action[next_slot], self.reward[next_slot], self.not_done[next_slot], next_obs)
+
+    def _stacks(self, slot: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Stacks (B, 3F, H, W) ending at ``slot`` (at ``position`` in its episode), oldest frame
+        first; where the stack reaches back past the episode's start, its first frame repeats."""
+        back = torch.arange(self.stack - 1, -1, -1, device=self.device)
+        slots = (slot[:, None] - torch.minimum(back[None, :], position[:, None])) % self.capacity
+        return self.frames[slots].flatten(1, 2)  # (B, F, 3, H, W) -> (B, 3F, H, W)

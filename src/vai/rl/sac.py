@@ -1,0 +1,256 @@
+"""Soft actor-critic from pixels as PAD and VAI train it (Haarnoja et al. 2018; Yarats et al.'s
+SAC-AE lineage): a conv encoder trained by the critic, the actor on the critic's conv features with
+its own projection, twin Q networks, a learned temperature, and PAD's self-supervised heads.
+
+    agent = SACAgent("vai", obs_shape=(9, 100, 100), action_dim=1, preset=get_rl_preset("paper"),
+                     layers=(4, 4), adapter=adapter, device="cuda", seed=0)
+    action = agent.act(observation, sample=True)        # numpy in, numpy out
+    metrics = agent.update(replay.sample(128), step)    # dict of 0-d tensors (no device sync)
+
+Per update (every agent step after the random phase): the critic (and encoder); every
+``actor_update_every`` steps the actor and temperature; every ``target_update_every`` steps the
+target critic moves by ``critic_tau`` (Q heads) and ``encoder_tau`` (encoder); every
+``aux_update_every`` steps PAD's heads. ``svea`` evaluates the critic on the clean batch and on a
+randomly convolved copy, both against the clean target (Hansen et al. 2021, Eq. 6).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vai.config import RLPreset, aux_tasks
+from vai.rl.augment import random_convolution
+from vai.rl.aux import AuxiliaryHeads
+from vai.rl.encoder import PixelEncoder, orthogonal_init
+from vai.rl.observe import ObservationPipeline
+from vai.rl.replay import Batch
+from vai.vision.adapter import AttentionAdapter
+
+
+def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs)
+    )
+
+
+class Actor(nn.Module):
+    """Features -> tanh-squashed Gaussian policy."""
+
+    def __init__(self, encoder: PixelEncoder, action_dim: int, hidden_dim: int, log_std_min: float, log_std_max: float):
+        super().__init__()
+        self.encoder = encoder
+        self.trunk = _mlp(encoder.feature_dim, hidden_dim, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, images: torch.Tensor, detach_shared: bool = False, generator: torch.Generator | None = None):
+        """(mean action, sampled action, log prob of the sample, log std); all squashed by tanh."""
+        mu, log_std = self.trunk(self.encoder(images, detach_shared)).chunk(2, dim=-1)
+        # Bounded log std (SAC-AE): tanh into [log_std_min, log_std_max].
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+        sample = mu + noise * log_std.exp()
+        log_prob = (-0.5 * noise.pow(2) - log_std).sum(-1, keepdim=True) - 0.5 * math.log(2 * math.pi) * mu.shape[-1]
+        pi, mu = torch.tanh(sample), torch.tanh(mu)
+        # Change of variables through tanh.
+        log_prob = log_prob - torch.log(F.relu(1 - pi.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return mu, pi, log_prob, log_std
+
+
+class Critic(nn.Module):
+    """Twin Q networks on the encoder's features; the encoder learns from this loss."""
+
+    def __init__(self, encoder: PixelEncoder, action_dim: int, hidden_dim: int):
+        super().__init__()
+        self.encoder = encoder
+        self.q1 = _mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
+        self.q2 = _mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
+
+    def forward(self, images: torch.Tensor, action: torch.Tensor, detach_encoder: bool = False):
+        features = self.encoder(images)
+        if detach_encoder:
+            features = features.detach()
+        joined = torch.cat([features, action], dim=-1)
+        return self.q1(joined), self.q2(joined)
+
+
+class SACAgent(nn.Module):
+    def __init__(
+        self,
+        algorithm: str,
+        obs_shape: tuple[int, int, int],
+        action_dim: int,
+        preset: RLPreset,
+        layers: tuple[int, int],
+        adapter: AttentionAdapter | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.algorithm, self.preset, self.action_dim = algorithm, preset, action_dim
+        self.obs_shape, self.layers = tuple(obs_shape), tuple(layers)
+        self.device = torch.device(device)
+        num_layers, num_shared = layers
+        channels, size = obs_shape[0], preset.image_size
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = PixelEncoder(channels, size, preset.feature_dim, preset.num_filters, num_layers)
+            self.critic = Critic(encoder, action_dim, preset.hidden_dim)
+            # The actor reuses every conv layer of the critic (tied) with its own projection.
+            actor_encoder = PixelEncoder(
+                channels, size, preset.feature_dim, preset.num_filters, num_layers, shared=encoder.own
+            )
+            self.actor = Actor(
+                actor_encoder, action_dim, preset.hidden_dim, preset.actor_log_std_min, preset.actor_log_std_max
+            )
+            self.aux_tasks = aux_tasks(preset)
+            self.aux = None
+            if self.aux_tasks:
+                aux_encoder = PixelEncoder(
+                    channels,
+                    size,
+                    preset.feature_dim,
+                    preset.num_filters,
+                    num_layers,
+                    shared=nn.ModuleList(list(encoder.own)[:num_shared]),
+                )
+                self.aux = AuxiliaryHeads(aux_encoder, self.aux_tasks, action_dim, preset.hidden_dim)
+            self.apply(orthogonal_init)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(preset.init_temperature)))
+        self.target_entropy = -float(action_dim)
+        self.observe = ObservationPipeline(algorithm, preset, adapter)
+        self.to(self.device)
+
+        self.actor_optimizer = torch.optim.Adam(self._actor_parameters(), lr=preset.actor_lr, betas=(0.9, 0.999))
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=preset.critic_lr, betas=(0.9, 0.999))
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=preset.alpha_lr, betas=(preset.alpha_beta, 0.999))
+        self.aux_optimizer = (
+            torch.optim.Adam(self._aux_parameters(), lr=preset.aux_lr) if self.aux is not None else None
+        )
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
+        if self.aux_optimizer is not None:
+            optimizers["aux"] = self.aux_optimizer
+        return optimizers
+
+    def _actor_parameters(self) -> list[nn.Parameter]:
+        tied = {id(p) for p in self.actor.encoder.shared_parameters()}
+        return [p for p in self.actor.parameters() if id(p) not in tied]
+
+    def _aux_parameters(self) -> list[nn.Parameter]:
+        # The shared convs are trained by both the critic and the heads (PAD); they are listed here
+        # as well, since the tied layers are not among the heads' own parameters().
+        return [*self.aux.parameters(), *self.aux.encoder.shared_parameters()]
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp()
+
+    # -- acting -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, observation: np.ndarray, sample: bool = False) -> np.ndarray:
+        """An action in [-1, 1] for one uint8 observation (3F, H, W): the policy's mean, or a sample."""
+        batch = torch.as_tensor(np.ascontiguousarray(observation), device=self.device).unsqueeze(0)
+        mu, pi, _, _ = self.actor(self.observe.eval_view(batch), generator=self.generator)
+        return (pi if sample else mu)[0].cpu().numpy()
+
+    # -- learning ---------------------------------------------------------------------------------
+    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """One SAC step (and the scheduled actor, target and head updates) on a replay batch."""
+        preset = self.preset
+        obs = self.observe.train_view(batch.obs, self.generator)
+        next_obs = self.observe.train_view(batch.next_obs, self.generator)
+        metrics = self._update_critic(obs, batch.action, batch.reward, batch.not_done, next_obs)
+        if step % preset.actor_update_every == 0:
+            metrics.update(self._update_actor(obs))
+        if step % preset.target_update_every == 0:
+            self.soft_update_target()
+        if self.aux is not None and step % preset.aux_update_every == 0:
+            metrics.update(self._update_aux(obs, batch.action, batch.reward, next_obs))
+        return metrics
+
+    def _update_critic(self, obs, action, reward, not_done, next_obs) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            _, next_action, next_log_prob, _ = self.actor(next_obs, generator=self.generator)
+            target_q1, target_q2 = self.critic_target(next_obs, next_action)
+            soft_value = torch.min(target_q1, target_q2) - self.alpha.detach() * next_log_prob
+            target = reward + not_done * self.preset.discount * soft_value
+        if self.algorithm == "svea":
+            augmented = random_convolution(obs, self.generator)
+            q1, q2 = self.critic(torch.cat([obs, augmented]), torch.cat([action, action]))
+            weights = torch.cat(
+                [torch.full_like(target, self.preset.svea_alpha), torch.full_like(target, self.preset.svea_beta)]
+            )
+            doubled = torch.cat([target, target])
+            loss = (weights * ((q1 - doubled) ** 2 + (q2 - doubled) ** 2)).sum() / target.shape[0]
+            q1 = q1[: target.shape[0]]
+        else:
+            q1, q2 = self.critic(obs, action)
+            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        return {"critic_loss": loss.detach(), "q": q1.detach().mean()}
+
+    def _update_actor(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The actor's gradient stops at the conv layers (SAC-AE): only the critic shapes them.
+        _, action, log_prob, log_std = self.actor(obs, detach_shared=True, generator=self.generator)
+        q1, q2 = self.critic(obs, action, detach_encoder=True)
+        actor_loss = (self.alpha.detach() * log_prob - torch.min(q1, q2)).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        alpha_loss = (self.alpha * (-log_prob - self.target_entropy).detach()).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+        entropy = 0.5 * log_std.shape[1] * (1.0 + math.log(2 * math.pi)) + log_std.sum(dim=-1)
+        return {
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": self.alpha.detach(),
+            "entropy": entropy.detach().mean(),
+        }
+
+    def _update_aux(self, obs, action, reward, next_obs, tasks=None) -> dict[str, torch.Tensor]:
+        losses = self.aux.losses(obs, action, reward, next_obs, tasks, self.generator)
+        total = sum(losses.values())
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.aux_optimizer.step()
+        return {f"aux_{name}_loss": value.detach() for name, value in losses.items()}
+
+    @torch.no_grad()
+    def soft_update_target(self) -> None:
+        """Target critic <- tau x critic + (1 - tau) x target; the encoder with ``encoder_tau``."""
+        preset = self.preset
+        for name, tau in (("q1", preset.critic_tau), ("q2", preset.critic_tau), ("encoder", preset.encoder_tau)):
+            online, target = getattr(self.critic, name), getattr(self.critic_target, name)
+            for parameter, slow in zip(online.parameters(), target.parameters()):
+                slow.lerp_(parameter, tau)
+
+    # -- test-time adaptation (PAD) ---------------------------------------------------------------
+    def adapt(self, observation: np.ndarray, action: np.ndarray, next_observation: np.ndarray) -> dict:
+        """One PAD step on a test transition: ``tta_batch`` random crops of it, self-supervised losses
+        (no reward), an update of the heads and the shared conv layers."""
+        if self.aux is None:
+            raise ValueError("test-time adaptation needs PAD heads: train with aux_tasks set")
+        tasks = tuple(task for task in self.aux_tasks if task in ("inverse", "rotation"))
+        if not tasks:
+            raise ValueError("test-time adaptation needs the inverse or rotation head")
+        copies = self.preset.tta_batch
+        obs = torch.as_tensor(observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
+        next_obs = torch.as_tensor(next_observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
+        actions = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0).expand(copies, -1)
+        obs_view = self.observe.train_view(obs.contiguous(), self.generator)
+        next_view = self.observe.train_view(next_obs.contiguous(), self.generator)
+        return self._update_aux(obs_view, actions, None, next_view, tasks)

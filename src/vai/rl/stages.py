@@ -1,0 +1,294 @@
+"""``vai train`` and ``vai eval``: the RL stage over a run directory, as library functions and commands.
+
+An agent's directory (default ``RUN/ALGORITHM-seedSEED`` beside the vision stages' files)::
+
+    config.json                 resolved settings of the run
+    train.csv, eval_MODE.csv    one row per episode / per evaluation; tensorboard/ the same scalars
+    checkpoints/last.pt         latest checkpoint (atomic); --resume continues from it
+    replay/                     finished episodes, to refill the replay buffer on --resume (removed at the end)
+
+Examples::
+
+    vai train cartpole_balance --algo vai --preset quick          # needs RUN/adapter.safetensors
+    vai train cartpole_balance --algo sac --preset paper --device cuda --resume
+    vai eval runs/cartpole_balance/vai-seed0/checkpoints/last.pt --mode train color_hard video_easy
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vai.config import (
+    ALGORITHMS,
+    DMCTask,
+    RLPreset,
+    encoder_layers,
+    get_rl_preset,
+    get_task,
+    modes_for,
+    override,
+)
+from vai.errors import UserError
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def agent_directory(task: str, algorithm: str, seed: int, run: str | Path | None, out: str | Path | None) -> Path:
+    if out:
+        return Path(out)
+    return (Path(run) if run else Path("runs") / task) / f"{algorithm}-seed{seed}"
+
+
+def check_algorithm(algorithm: str) -> str:
+    if algorithm not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
+    return algorithm
+
+
+def _device(device: str) -> torch.device:
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no GPU: use --device cpu")
+    return resolved
+
+
+def train_stage(
+    task: str,
+    algorithm: str,
+    preset: RLPreset,
+    out: Path,
+    adapter_path: Path | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    resume: bool = False,
+    data_dir=None,
+    eval_modes: list[str] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run."""
+    from vai.envs import make_env
+    from vai.rl.checkpoint import load_agent
+    from vai.rl.episodes import refill
+    from vai.rl.evaluate import training_evaluator
+    from vai.rl.logger import RunLogger
+    from vai.rl.loop import LoopState, Trainer
+    from vai.rl.replay import ReplayBuffer
+    from vai.rl.sac import SACAgent
+    from vai.vision.adapter import load_adapter
+
+    spec = get_task(task)
+    check_algorithm(algorithm)
+    torch_device = _device(device)
+    checkpoint = out / CHECKPOINT
+    if checkpoint.is_file() and not resume:
+        raise UserError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    if resume and not checkpoint.is_file():
+        raise UserError(f"nothing to resume: {checkpoint} does not exist (drop --resume to start the run)")
+    adapter = None
+    if algorithm == "vai":
+        if adapter_path is None or not Path(adapter_path).is_file():
+            raise UserError(
+                f"the vai agent needs an attention adapter, not found at {adapter_path}: run 'vai adapter {task}' "
+                "first or pass --adapter"
+            )
+        adapter = load_adapter(adapter_path, torch_device)
+    eval_modes = eval_modes or ["train"]
+    env = make_env(task, "train", data_dir=data_dir)
+    try:
+        obs_shape = env.observation_space.shape
+        action_dim = env.action_space.shape[0]
+        layers = encoder_layers(task, preset)
+        if resume:
+            agent, payload = load_agent(checkpoint, torch_device, with_optimizers=True)
+            if payload["task"] != task or payload["algorithm"] != algorithm:
+                raise UserError(
+                    f"{checkpoint} is a {payload['algorithm']} run on {payload['task']}, not {algorithm} on {task}"
+                )
+            preset = agent.preset
+            state = LoopState(**payload["loop"])
+        else:
+            agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, adapter, torch_device, seed)
+            state = None
+        total_steps = preset.frames // spec.action_repeat
+        episode_steps = env.unwrapped.max_episode_steps
+        capacity = total_steps + total_steps // episode_steps + 8
+        replay_device = torch_device if (preset.replay_on_device and torch_device.type == "cuda") else "cpu"
+        buffer = ReplayBuffer(capacity, (3, *obs_shape[1:]), action_dim, obs_shape[0] // 3, replay_device)
+        if state is not None:
+            refill(buffer, out / "replay", state.episode)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {
+            "task": task,
+            "algorithm": algorithm,
+            "seed": seed,
+            "device": str(torch_device),
+            "adapter": str(adapter_path) if adapter is not None else None,
+            "encoder_layers": list(layers),
+            "eval_modes": eval_modes,
+            "preset": dataclasses.asdict(preset),
+            "action_repeat": spec.action_repeat,
+            "replay_capacity": capacity,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+        if not resume:
+            from vai.atomic import write_text_atomic
+
+            write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
+        evaluate = training_evaluator(task, eval_modes, preset.eval_episodes, data_dir)
+        with RunLogger(out, resume_step=state.step if state else None) as logger:
+            trainer = Trainer(
+                env, agent, buffer, logger, preset, spec.action_repeat, out, task, seed, evaluate, progress
+            )
+            start = time.perf_counter()
+            first_step = state.step if state else 0
+            state = trainer.train(state)
+            seconds = time.perf_counter() - start
+    finally:
+        env.close()
+    steps = state.step - first_step
+    return {
+        "steps": state.step,
+        "frames": state.step * spec.action_repeat,
+        "episodes": state.episode,
+        "seconds": seconds,
+        "frames_per_second": steps * spec.action_repeat / seconds if seconds > 0 else float("nan"),
+        "checkpoint": str(checkpoint),
+        "suite": "dmc" if isinstance(spec, DMCTask) else "drawerworld",
+    }
+
+
+def eval_stage(
+    checkpoints: list[Path],
+    modes: list[str] | None,
+    seeds: int,
+    episodes: int,
+    out: Path,
+    data_dir=None,
+    device: str = "cpu",
+    test_time_adaptation: bool = False,
+) -> dict[str, Any]:
+    """Evaluate checkpoints over seeds x modes; write ``out``/results.json and results.md."""
+    from vai.atomic import write_text_atomic
+    from vai.config import check_mode
+    from vai.data.video import VideoCache
+    from vai.rl.checkpoint import load_agent
+    from vai.rl.evaluate import evaluate
+    from vai.rl.stats import markdown_table, returns_to_json
+
+    torch_device = _device(device)
+    loaded = [(path, *load_agent(path, torch_device)) for path in checkpoints]
+    cache = VideoCache()
+    returns: dict[str, dict[str, dict[str, Any]]] = {}
+    success: dict[str, dict[str, dict[str, Any]]] = {}
+    videos: dict[str, dict[str, list[str]]] = {}
+    for _path, agent, payload in loaded:
+        task = payload["task"]
+        chosen = modes or default_eval_modes(task)
+        for mode in chosen:
+            check_mode(get_task(task), mode)
+        results = evaluate(agent, task, chosen, seeds, episodes, data_dir, test_time_adaptation, cache)
+        group = payload["algorithm"] + (" + PAD" if test_time_adaptation else "")
+        for mode, result in results.items():
+            _stack(returns.setdefault(group, {}).setdefault(task, {}), mode, result.returns)
+            if result.success is not None:
+                _stack(success.setdefault(group, {}).setdefault(task, {}), mode, result.success.astype(float))
+            videos.setdefault(task, {})[mode] = result.videos
+    tables = [
+        markdown_table(per_task, f"{group}: episode return, mean ± std over seeds")
+        for group, per_task in returns.items()
+    ]
+    tables += [markdown_table(per_task, f"{group}: success rate") for group, per_task in success.items()]
+    record = {
+        "checkpoints": [str(path) for path in checkpoints],
+        "seeds": seeds,
+        "episodes": episodes,
+        "test_time_adaptation": test_time_adaptation,
+        "returns": {group: returns_to_json(per_task) for group, per_task in returns.items()},
+        "success": {group: returns_to_json(per_task) for group, per_task in success.items()},
+        "videos": videos,
+    }
+    write_text_atomic(json.dumps(record, indent=2) + "\n", out / "results.json")
+    write_text_atomic("\n".join(tables), out / "results.md")
+    return record
+
+
+def default_eval_modes(task: str) -> list[str]:
+    """Every named mode of the task (DMC: train, colours, videos; DrawerWorld: train and the textures)."""
+    return [mode for mode in modes_for(get_task(task)) if mode != "grid"]
+
+
+def _stack(per_mode: dict, mode: str, array) -> None:
+    import numpy as np
+
+    per_mode[mode] = np.concatenate([per_mode[mode], array]) if mode in per_mode else array
+
+
+# -- command line -----------------------------------------------------------------------------------
+def add_rl_commands(subparsers: Any) -> None:
+    train = subparsers.add_parser("train", help="train an agent: vai (adapter + SAC + PAD) or a baseline")
+    train.add_argument("task", help="task name (see 'vai env list')")
+    train.add_argument("--algo", default="vai", help=f"one of {', '.join(ALGORITHMS)}")
+    train.add_argument("--preset", default="paper", help="RL preset: quick (CPU) or paper (PAD / VAI, GPU)")
+    train.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override preset fields")
+    train.add_argument("--run", default=None, help="run directory of the vision stages (default: runs/TASK)")
+    train.add_argument(
+        "--adapter", type=Path, default=None, help="adapter checkpoint (default: RUN/adapter.safetensors)"
+    )
+    train.add_argument("--out", default=None, help="agent directory (default: RUN/ALGO-seedSEED)")
+    train.add_argument("--eval-mode", nargs="+", default=None, help="modes evaluated during training (default: train)")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--data-dir", default=None)
+    train.set_defaults(func=_run_train)
+
+    evaluate = subparsers.add_parser("eval", help="evaluate checkpoints over seeds x modes (VAI's protocol)")
+    evaluate.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints (RUN/ALGO-seedN/checkpoints/last.pt)")
+    evaluate.add_argument("--mode", nargs="+", default=None, help="modes (default: all of the task's)")
+    evaluate.add_argument("--seeds", type=int, default=10)
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--tta", action="store_true", help="PAD's test-time adaptation of the shared encoder")
+    evaluate.add_argument(
+        "--out", type=Path, default=None, help="folder for results.json/.md (default: beside the first checkpoint)"
+    )
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--data-dir", default=None)
+    evaluate.set_defaults(func=_run_eval)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    get_task(args.task)
+    algorithm = check_algorithm(args.algo)
+    preset = override(get_rl_preset(args.preset), args.set)
+    out = agent_directory(args.task, algorithm, args.seed, args.run, args.out)
+    adapter = args.adapter or (Path(args.run) if args.run else Path("runs") / args.task) / "adapter.safetensors"
+    summary = train_stage(
+        args.task, algorithm, preset, out, adapter, args.seed, args.device, args.resume, args.data_dir, args.eval_mode
+    )
+    print(
+        f"trained {summary['frames']} frames in {summary['seconds']:.0f} s "
+        f"({summary['frames_per_second']:.1f} frames/s); checkpoint {summary['checkpoint']}"
+    )
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if args.seeds < 1 or args.episodes < 1:
+        raise UserError("--seeds and --episodes must be at least 1")
+    out = args.out or args.checkpoints[0].parent.parent
+    eval_stage(args.checkpoints, args.mode, args.seeds, args.episodes, out, args.data_dir, args.device, args.tta)
+    print((out / "results.md").read_text(), end="")
+    print(f"wrote {out / 'results.json'}")
+    return 0

@@ -1,0 +1,171 @@
+"""Statistics of evaluation returns: per task mean ± std, and an IQM with a stratified bootstrap CI over tasks.
+
+VAI's protocol evaluates each checkpoint with 10 seeds x 10 episodes per mode (seed i replays video i), so
+the results are ``returns[task][mode]``: a float array of shape ``(seeds, episodes)`` of episode returns.
+A seed is one run: its score is the mean over its episodes, and every statistic here treats seeds, not
+episodes, as the independent samples.
+
+The aggregate over tasks follows Agarwal et al., "Deep RL at the Edge of the Statistical Precipice"
+(NeurIPS 2021): the interquartile mean (IQM) of all tasks' seed scores, which is robust to an outlying
+run yet uses half the runs, with a percentile confidence interval from the stratified bootstrap (resample
+seeds with replacement within each task, so every task keeps its number of runs). Numbers are aggregated
+as given, without normalisation: DMC returns all lie on 0..1000, and DrawerWorld reports success rates,
+so the two kinds should be aggregated in separate tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+Returns = Mapping[str, Mapping[str, np.ndarray]]
+"""``returns[task][mode]``: float array (seeds, episodes) of episode returns."""
+
+
+def _middle_half_weights(size: int) -> np.ndarray:
+    """Weight of each of ``size`` sorted values in the IQM: its overlap with the quantile range [0.25, 0.75].
+
+    Sorted value i owns the quantile interval [i/n, (i+1)/n]. When n is a multiple of 4 the weights are
+    0 or equal and the IQM is scipy's ``trim_mean(x, 0.25)`` (the paper's definition); otherwise the
+    values that straddle a quartile count in part, so any n >= 1 gives a well-defined, continuous
+    estimate (n = 1 or 2: the plain mean; n = 3: weights 1/6, 2/3, 1/6; n = 5: 0, .3, .4, .3, 0).
+    """
+    edges = np.arange(size + 1) / size
+    overlap = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
+    return overlap / overlap.sum()
+
+
+def _finite(values, name: str, ndim: int) -> np.ndarray:
+    """``values`` as a float array of ``ndim`` dimensions, or a ``ValueError`` that says what is wrong."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:  # ragged lists, strings
+        raise ValueError(f"{name}: not a rectangular array of numbers ({error})") from None
+    if array.ndim != ndim:
+        shape = "(seeds, episodes)" if ndim == 2 else "(seeds,)"
+        raise ValueError(f"{name}: expected an array of shape {shape}, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name}: empty array, at least one value is needed")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return array
+
+
+def iqm(values) -> float:
+    """Interquartile mean of all values (flattened): the mean of the middle 50%, see ``_middle_half_weights``."""
+    flat = _finite(np.ravel(np.asarray(values, dtype=np.float64)), "iqm values", 1)
+    return float(np.sort(flat) @ _middle_half_weights(flat.size))
+
+
+def seed_scores(returns) -> np.ndarray:
+    """(seeds,) score of each seed: the mean of its episode returns."""
+    return _finite(returns, "returns", 2).mean(axis=1)
+
+
+def summary(returns) -> dict:
+    """``mean`` and ``std`` over seeds of the seed scores, with ``seeds`` and ``episodes`` counts.
+
+    The std is the sample std (ddof=1), the spread one would expect from a new seed, as papers report
+    it; with a single seed there is no spread to estimate and it is 0.
+    """
+    scores = seed_scores(returns)
+    std = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
+    return dict(mean=float(scores.mean()), std=std, seeds=int(scores.size), episodes=int(np.shape(returns)[1]))
+
+
+def stratified_bootstrap_iqm(
+    per_task_scores: Mapping[str, np.ndarray],
+    *,
+    rng: np.random.Generator,
+    repetitions: int = 2000,
+    confidence: float = 0.95,
+) -> dict:
+    """``iqm`` of all tasks' seed scores with the percentile interval ``low``..``high`` of its bootstrap.
+
+    Each repetition draws, per task, as many seeds as it has, with replacement (Agarwal et al., Sec. 4),
+    then takes the IQM of the pooled draws; all repetitions are drawn and sorted at once. Tasks are
+    visited in sorted order, so a given ``rng`` state gives the same interval whatever the dict order.
+    """
+    if not per_task_scores:
+        raise ValueError("per_task_scores: no tasks to aggregate")
+    if repetitions < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need repetitions >= 1 and 0 < confidence < 1, got {repetitions} and {confidence}")
+    tasks = sorted(per_task_scores)
+    scores = [_finite(per_task_scores[task], f"scores of {task}", 1) for task in tasks]
+    draws = [task_scores[rng.integers(0, task_scores.size, (repetitions, task_scores.size))] for task_scores in scores]
+    pooled = np.sort(np.concatenate(draws, axis=1), axis=1)
+    estimates = pooled @ _middle_half_weights(pooled.shape[1])
+    tail = 50.0 * (1.0 - confidence)
+    low, high = np.percentile(estimates, [tail, 100.0 - tail])
+    return dict(iqm=iqm(np.concatenate(scores)), low=float(low), high=float(high))
+
+
+def _modes(returns: Returns) -> list[str]:
+    """Every mode of any task, in the order first seen."""
+    return list(dict.fromkeys(mode for modes in returns.values() for mode in modes))
+
+
+def aggregate(
+    returns: Returns,
+    modes: Iterable[str] | None = None,
+    *,
+    rng: np.random.Generator,
+    repetitions: int = 2000,
+    confidence: float = 0.95,
+) -> dict[str, dict]:
+    """``{mode: {iqm, low, high, tasks}}``: the IQM over the tasks evaluated in ``mode`` and its bootstrap CI.
+
+    ``tasks`` counts the tasks that entered the aggregate; ``modes`` defaults to every mode present.
+    """
+    results = {}
+    for mode in _modes(returns) if modes is None else modes:
+        per_task = {task: seed_scores(by_mode[mode]) for task, by_mode in returns.items() if mode in by_mode}
+        if not per_task:
+            raise ValueError(f"mode {mode!r} was evaluated on no task; modes present: {', '.join(_modes(returns))}")
+        interval = stratified_bootstrap_iqm(per_task, rng=rng, repetitions=repetitions, confidence=confidence)
+        results[mode] = dict(interval, tasks=len(per_task))
+    return results
+
+
+def _number_format(values: Iterable[float]) -> str:
+    """Whole numbers for returns; two decimals when every value is small (success rates in 0..1)."""
+    return "{:.0f}" if any(abs(value) > 10 for value in values) else "{:.2f}"
+
+
+def markdown_table(returns: Returns, title: str, rng: np.random.Generator | None = None) -> str:
+    """Rows are tasks, columns modes, cells ``mean ± std`` over seeds, then an ``IQM (95% CI)`` row.
+
+    ``rng`` drives the bootstrap; by default a fixed seed, so the same results always print the same table.
+    """
+    modes = _modes(returns)
+    lines = [f"### {title}", "", "| task | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+    for task, by_mode in returns.items():
+        stats = {mode: summary(by_mode[mode]) for mode in modes if mode in by_mode}
+        number = _number_format(stat["mean"] for stat in stats.values())
+        cell = f"{number} ± {number}"
+        cells = [cell.format(stats[m]["mean"], stats[m]["std"]) if m in stats else "—" for m in modes]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    if returns:
+        overall = aggregate(returns, rng=np.random.default_rng(0) if rng is None else rng)
+        number = _number_format(result["iqm"] for result in overall.values())
+        cell = f"{number} [{number}, {number}]"
+        cells = [cell.format(overall[m]["iqm"], overall[m]["low"], overall[m]["high"]) for m in modes]
+        lines.append("| IQM (95% CI) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def returns_to_json(returns: Returns) -> dict[str, dict[str, list[list[float]]]]:
+    """Plain nested lists for ``results.json``; ``returns_from_json`` gives back equal arrays."""
+    return {
+        task: {mode: _finite(values, f"returns[{task}][{mode}]", 2).tolist() for mode, values in by_mode.items()}
+        for task, by_mode in returns.items()
+    }
+
+
+def returns_from_json(data: Mapping[str, Mapping[str, list]]) -> dict[str, dict[str, np.ndarray]]:
+    """Arrays (seeds, episodes) from the lists of ``returns_to_json``; ragged lists raise ``ValueError``."""
+    return {
+        task: {mode: _finite(rows, f"returns[{task}][{mode}]", 2) for mode, rows in by_mode.items()}
+        for task, by_mode in data.items()
+    }

@@ -1,0 +1,64 @@
+"""The agent's batched augmentations: crops move a stack's frames together, shapes and ranges hold."""
+
+from __future__ import annotations
+
+import torch
+
+from vai.rl.augment import adapt_aug, center_crop, crop_at, random_convolution, random_crop, random_shift
+
+
+def coordinates(batch: int, frames: int = 3, size: int = 100) -> torch.Tensor:
+    """uint8-free test images whose pixel (r, c) holds r * size + c in every channel of every frame."""
+    grid = torch.arange(size * size, dtype=torch.float32).reshape(1, 1, size, size)
+    return grid.expand(batch, 3 * frames, size, size).contiguous()
+
+
+def test_random_crop_is_one_window_per_stack_at_varied_places():
+    images = coordinates(64)
+    crops = random_crop(images, 84, torch.Generator().manual_seed(0))
+    assert crops.shape == (64, 9, 84, 84)
+    corner = crops[:, :, 0, 0]
+    assert torch.equal(corner, corner[:, :1].expand_as(corner))  # all 9 channels cut at one place
+    tops, lefts = corner[:, 0] // 100, corner[:, 0] % 100
+    assert tops.max() <= 16 and lefts.max() <= 16 and len(set(corner[:, 0].tolist())) > 20
+    # Each crop is a contiguous window: the pixel right/below the corner follows on.
+    assert torch.equal(crops[:, 0, 0, 1], corner[:, 0] + 1) and torch.equal(crops[:, 0, 1, 0], corner[:, 0] + 100)
+
+
+def test_crop_at_and_center_crop_agree():
+    images = coordinates(2)
+    centre = torch.full((2,), 8)
+    assert torch.equal(crop_at(images, centre, centre, 84), center_crop(images, 84))
+
+
+def test_random_shift_moves_by_at_most_the_padding():
+    images = coordinates(32, size=84)
+    shifted = random_shift(images, pad=4, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == images.shape
+    # The centre pixel moved by at most 4 rows and columns, the same way in every channel.
+    moved = shifted[:, :, 42, 42] - images[:, :, 42, 42]
+    assert torch.equal(moved, moved[:, :1].expand_as(moved))
+    rows = torch.round(moved[:, 0] / 84)
+    cols = moved[:, 0] - 84 * rows
+    assert rows.abs().max() <= 4 and cols.abs().max() <= 4
+    assert len(set(moved[:, 0].tolist())) > 5
+
+
+def test_random_convolution_keeps_shape_range_and_stack_consistency():
+    images = torch.rand(8, 9, 84, 84)
+    images[:, 3:6] = images[:, :3]  # frames 0 and 1 identical
+    out = random_convolution(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(out[:, :3], out[:, 3:6])  # one filter per stack, for all its frames
+    assert not torch.allclose(out[0, :3], out[1, :3])  # different stacks, different filters
+
+
+def test_adapt_aug_adds_small_boxes_and_noise_only():
+    images = torch.zeros(16, 9, 84, 84)
+    boxed = adapt_aug(images, boxes=4, noise=0.0, generator=torch.Generator().manual_seed(0))
+    changed = (boxed != 0).any(1)  # (B, H, W)
+    assert changed.any() and changed.float().mean() < 0.1
+    # A box sits at the same place in all three frames.
+    assert torch.equal(boxed[:, 0:3] != 0, boxed[:, 3:6] != 0)
+    noisy = adapt_aug(torch.full((4, 9, 84, 84), 0.5), boxes=0, noise=0.005, generator=torch.Generator().manual_seed(1))
+    assert 0.003 < (noisy - 0.5).std() < 0.007
