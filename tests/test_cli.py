@@ -54,8 +54,20 @@ def test_env_list_names_every_task_and_its_foreground():
 def test_env_show_writes_a_grid_with_a_row_per_mode(tmp_path, data_dir):
     out = tmp_path / "gallery" / "cartpole.png"
     result = run_vai(
-        "env", "show", "cartpole_balance", "--mode", "train", "video_hard",
-        "--frames", "2", "--every", "3", "--out", str(out), "--data-dir", str(data_dir),
+        "env",
+        "show",
+        "cartpole_balance",
+        "--mode",
+        "train",
+        "video_hard",
+        "--frames",
+        "2",
+        "--every",
+        "3",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
     )
     assert result.returncode == 0, result.stderr
     image = cv2.imread(str(out))

@@ -84,9 +84,7 @@ def _serve(folder: Path) -> Iterator[str]:
     """Serve ``folder`` over HTTP on 127.0.0.1 (free port) for the duration of a test."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -421,9 +419,7 @@ def test_cli_list_verify_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @needs_shared
-def test_cli_data_dir_from_environment(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(store.ENV_VAR, str(SHARED))
     assert _cli(["data", "verify"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{n}: ok" for n in registry.dataset_names()]

@@ -196,8 +196,7 @@ def test_textures_change_the_table_only(env_factory, data_dir):
         changed = np.any(frames[mode] != frames["train"], axis=0)
         off_table = changed & ~may_show_table
         assert not off_table.any(), (
-            f"{mode} changed {off_table.sum()} pixels off the table, "
-            f"e.g. {np.argwhere(off_table)[:5].tolist()}"
+            f"{mode} changed {off_table.sum()} pixels off the table, e.g. {np.argwhere(off_table)[:5].tolist()}"
         )
         assert changed[only_table].mean() > 0.9, f"{mode} left most of the table as in train"
     textures = [mode for mode in DRAWER_TEXTURES if mode != "grid"]

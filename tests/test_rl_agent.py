@@ -37,8 +37,9 @@ TINY = RLPreset(
 
 def make_agent(algorithm: str = "sac", preset: RLPreset = TINY, seed: int = 0) -> SACAgent:
     adapter = AttentionAdapter(channels=4) if algorithm == "vai" else None
-    return SACAgent(algorithm, (9, 100, 100), 2, preset, (preset.num_layers, preset.num_shared_layers), adapter,
-                    seed=seed)
+    return SACAgent(
+        algorithm, (9, 100, 100), 2, preset, (preset.num_layers, preset.num_shared_layers), adapter, seed=seed
+    )
 
 
 def filled_buffer(steps: int = 40, seed: int = 0) -> ReplayBuffer:
@@ -58,8 +59,17 @@ def test_update_gives_finite_losses_for_every_algorithm(algorithm):
     metrics = {}
     for step in (1, 2):
         metrics.update(agent.update(buffer.sample(16), step))
-    expected = {"critic_loss", "q", "actor_loss", "alpha_loss", "alpha", "entropy",
-                "aux_inverse_loss", "aux_reward_loss", "aux_rotation_loss"}
+    expected = {
+        "critic_loss",
+        "q",
+        "actor_loss",
+        "alpha_loss",
+        "alpha",
+        "entropy",
+        "aux_inverse_loss",
+        "aux_reward_loss",
+        "aux_rotation_loss",
+    }
     assert set(metrics) == expected
     assert all(value.ndim == 0 and torch.isfinite(value) for value in metrics.values())
     action = agent.act(buffer.frames[:3].flatten(0, 1).numpy(), sample=True)

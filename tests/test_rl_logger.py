@@ -51,7 +51,10 @@ def test_a_new_key_widens_the_table(tmp_path):
         logger.log("train", 2, {"loss": 0.4, "entropy": 1.0})
         logger.log("train", 3, {"loss": 0.3})
     assert read_csv(tmp_path / "train.csv") == [
-        ["step", "loss", "entropy"], ["1", "0.5", ""], ["2", "0.4", "1.0"], ["3", "0.3", ""]
+        ["step", "loss", "entropy"],
+        ["1", "0.5", ""],
+        ["2", "0.4", "1.0"],
+        ["3", "0.3", ""],
     ]
 
 

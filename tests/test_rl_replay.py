@@ -32,7 +32,9 @@ def all_transitions(buffer: ReplayBuffer) -> dict[float, tuple[list[int], list[i
     """Sample many times; reward (= next frame value) -> (obs stack values, next stack values)."""
     batch = buffer.sample(2000, torch.Generator().manual_seed(0))
     seen = {}
-    for reward, obs, next_obs in zip(batch.reward[:, 0].tolist(), stack_values(batch.obs), stack_values(batch.next_obs)):
+    for reward, obs, next_obs in zip(
+        batch.reward[:, 0].tolist(), stack_values(batch.obs), stack_values(batch.next_obs)
+    ):
         seen[reward] = (obs, next_obs)
     return seen
 
@@ -56,7 +58,9 @@ def test_actions_and_flags_belong_to_their_transition():
     buffer.add(np.array([0.5], np.float32), 1.0, False, frame(2))
     buffer.add(np.array([-0.5], np.float32), 2.0, True, frame(3))
     batch = buffer.sample(200, torch.Generator().manual_seed(1))
-    for action, reward, not_done in zip(batch.action[:, 0].tolist(), batch.reward[:, 0].tolist(), batch.not_done[:, 0].tolist()):
+    for action, reward, not_done in zip(
+        batch.action[:, 0].tolist(), batch.reward[:, 0].tolist(), batch.not_done[:, 0].tolist()
+    ):
         assert (action, not_done) == ((0.5, 1.0) if reward == 1.0 else (-0.5, 0.0))
 
 

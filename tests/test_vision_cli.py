@@ -23,8 +23,22 @@ def run_dir(tmp_path_factory, data_dir):
         ("collect", TASK, "--frames", "40", "--out", str(run / "frames.npz")),
         ("keypoints", TASK, "--run", str(run), "--preset", "quick", *TINY_TRANSPORTER),
         ("adapter", TASK, "--run", str(run), "--preset", "quick", *TINY_ADAPTER),
-        ("masks", "eval", TASK, "--run", str(run), "--preset", "quick", "--episodes", "1", "--steps", "3",
-         "--mode", "train", "video_hard"),
+        (
+            "masks",
+            "eval",
+            TASK,
+            "--run",
+            str(run),
+            "--preset",
+            "quick",
+            "--episodes",
+            "1",
+            "--steps",
+            "3",
+            "--mode",
+            "train",
+            "video_hard",
+        ),
         ("masks", "show", TASK, "--run", str(run), "--mode", "train", "color_hard"),
     ]
     for args in steps:
@@ -35,8 +49,16 @@ def run_dir(tmp_path_factory, data_dir):
 
 def test_every_stage_writes_its_artifacts(run_dir):
     for name in (
-        "frames.npz", "frames.masks.npz", "transporter.safetensors", "counterfactual.npz", "keypoints.json",
-        "adapter.safetensors", "adapter.json", "masks_eval.json", "masks_eval.md", "masks.png",
+        "frames.npz",
+        "frames.masks.npz",
+        "transporter.safetensors",
+        "counterfactual.npz",
+        "keypoints.json",
+        "adapter.safetensors",
+        "adapter.json",
+        "masks_eval.json",
+        "masks_eval.md",
+        "masks.png",
     ):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob(".*.tmp")), "a temporary file was left behind"

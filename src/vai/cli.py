@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vai.errors import UserError
+from vai.errors import TrainingDiverged, UserError
 
 
 def _add_env_commands(subparsers) -> None:
@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"vai: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"vai: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vai: interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,4 @@
-"""The one exception type for mistakes a user can make and fix."""
+"""The exceptions the CLI turns into one clear line: mistakes a user can fix, and a diverged training run."""
 
 from __future__ import annotations
 
@@ -9,3 +9,7 @@ class UserError(Exception):
     The message is one line that names the valid choices or the fix. The CLI prints it without a
     traceback and exits with code 2.
     """
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite during training; the state was saved for inspection (exit code 1)."""

@@ -49,22 +49,16 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     )
     actions = data.add_subparsers(dest="data_command", required=True, metavar="{list,verify,fetch}")
 
-    listing = actions.add_parser(
-        "list", parents=[common], help="show the data sets and whether they are present"
-    )
+    listing = actions.add_parser("list", parents=[common], help="show the data sets and whether they are present")
     listing.set_defaults(func=run_list)
 
     checking = actions.add_parser(
         "verify", parents=[common], help="check files against their sha256 (exit 1 if any is bad)"
     )
-    checking.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"data sets (default: all): {names}"
-    )
+    checking.add_argument("names", nargs="*", metavar="NAME", help=f"data sets (default: all): {names}")
     checking.set_defaults(func=run_verify)
 
-    fetching = actions.add_parser(
-        "fetch", parents=[common], help="download data sets, checking their sha256"
-    )
+    fetching = actions.add_parser("fetch", parents=[common], help="download data sets, checking their sha256")
     fetching.add_argument("names", nargs="+", metavar="NAME", help=f"data sets: {names}")
     fetching.add_argument(
         "--mirror",

@@ -58,10 +58,7 @@ class Dataset:
 # READMEs of projects built on it link
 #   https://github.com/nicklashansen/dmcontrol-generalization-benchmark/tree/main
 # and its data sits under ``src/env/data/`` (``src/env/wrappers.py`` loads it from there).
-_DMCGB_DATA = (
-    "https://raw.githubusercontent.com/nicklashansen/dmcontrol-generalization-benchmark/main"
-    "/src/env/data"
-)
+_DMCGB_DATA = "https://raw.githubusercontent.com/nicklashansen/dmcontrol-generalization-benchmark/main/src/env/data"
 
 # VAI (Wang, Lian & Yu, CVPR 2021). Its default branch is ``main``: the repository's own README
 # embeds https://raw.githubusercontent.com/TonyLianLong/VAI-ReinforcementLearning/main/introduction.png
@@ -121,8 +118,7 @@ _VIDEO_HARD_SHA256 = (
 def _videos(folder: str, table: tuple[tuple[int, str], ...]) -> tuple[DataFile, ...]:
     """DMControl-GB video files ``<folder>/video<i>.mp4``, served as-is upstream."""
     return tuple(
-        DataFile(f"{folder}/video{i}.mp4", sha256, f"{_DMCGB_DATA}/{folder}/video{i}.mp4")
-        for i, sha256 in table
+        DataFile(f"{folder}/video{i}.mp4", sha256, f"{_DMCGB_DATA}/{folder}/video{i}.mp4") for i, sha256 in table
     )
 
 

@@ -110,8 +110,7 @@ def require(name: str, data_dir: PathArg = None, files: Iterable[str] | None = N
     if absent:
         what = "not found" if len(absent) == len(needed) else f"is missing {_first_few(absent)}"
         raise UserError(
-            f"data set {name!r} {what} in {folder}: run '{fetch_command(name, root)}' "
-            f"(or set {ENV_VAR} / --data-dir)"
+            f"data set {name!r} {what} in {folder}: run '{fetch_command(name, root)}' (or set {ENV_VAR} / --data-dir)"
         )
     return folder
 
@@ -272,18 +271,14 @@ def _mirror_base(mirror: str) -> str:
     if scheme == "" or (len(scheme) == 1 and os.name == "nt"):  # a path (or a Windows drive)
         return Path(mirror).expanduser().absolute().as_uri().rstrip("/")
     if scheme not in _URL_SCHEMES:
-        raise UserError(
-            f"unsupported mirror {mirror!r}: use an http(s):// or file:// URL or a folder"
-        )
+        raise UserError(f"unsupported mirror {mirror!r}: use an http(s):// or file:// URL or a folder")
     return mirror.rstrip("/")
 
 
 def _temporary(target: Path, cleanup: list[Path]) -> Path:
     """A new empty hidden file beside ``target``, recorded in ``cleanup`` for removal."""
     try:
-        handle, name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".part", dir=target.parent
-        )
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as exc:
         raise UserError(f"cannot write in {target.parent}: {_one_line(exc)}") from exc
     os.close(handle)

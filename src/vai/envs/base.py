@@ -44,9 +44,7 @@ class PixelEnv(gym.Env):
             raise UserError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
         self.render_mode = render_mode
         self.action_space = action_space
-        self.observation_space = gym.spaces.Box(
-            0, 255, (3 * FRAME_STACK, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8
-        )
+        self.observation_space = gym.spaces.Box(0, 255, (3 * FRAME_STACK, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         self.action_repeat = action_repeat
         self.max_episode_steps = max_episode_steps
         self.want_foreground_mask = foreground_mask

@@ -39,9 +39,7 @@ def egl_works() -> bool:
     query_devices = ctypes.CFUNCTYPE(
         ctypes.c_uint, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int)
     )(query_address)
-    get_display = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p)(
-        display_address
-    )
+    get_display = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p)(display_address)
     devices = (ctypes.c_void_p * 8)()
     count = ctypes.c_int(0)
     if query_devices(8, devices, ctypes.byref(count)) != _EGL_TRUE:

@@ -20,14 +20,11 @@ import numpy as np
 import torch
 
 from vai.config import RLPreset
+from vai.errors import TrainingDiverged
 from vai.rl.checkpoint import save_checkpoint
 from vai.rl.episodes import EpisodeRecorder
 from vai.rl.logger import Progress, RunLogger
 from vai.rl.replay import ReplayBuffer
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or the agent's output became NaN or infinite; the state was saved for inspection."""
 
 
 @dataclass
@@ -93,6 +90,8 @@ class Trainer:
                     action = action_rng.uniform(space.low, space.high).astype(np.float32)
                 else:
                     action = self.agent.act(obs, sample=True)
+                    if not np.all(np.isfinite(action)):
+                        self._diverged(state, ["the action"])
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
                     metrics = self.agent.update(self.buffer.sample(preset.batch_size), state.step)
                     for name, value in metrics.items():  # device tensors: summed, read once per episode
@@ -142,10 +141,16 @@ class Trainer:
         return save_checkpoint(self.agent, self.run / "checkpoints" / name, self.task, asdict(state))
 
     def _guard(self, row: dict[str, float], state: LoopState) -> None:
+        """Stop on a NaN or infinite loss or return (averaged per episode, so read once per episode)."""
         bad = [name for name, value in row.items() if isinstance(value, float) and not math.isfinite(value)]
         if bad:
-            path = save_checkpoint(self.agent, self.run / "checkpoints" / "diverged.pt", self.task, asdict(state))
-            raise TrainingDiverged(
-                f"training diverged at agent step {state.step}: {', '.join(bad)} not finite; the state is in {path} "
-                f"and the last good checkpoint in {self.run / 'checkpoints' / 'last.pt'} (try a lower learning rate)"
-            )
+            self._diverged(state, bad)
+
+    def _diverged(self, state: LoopState, bad: list[str]) -> None:
+        path = save_checkpoint(self.agent, self.run / "checkpoints" / "diverged.pt", self.task, asdict(state))
+        last = self.run / "checkpoints" / "last.pt"
+        raise TrainingDiverged(
+            f"training diverged at agent step {state.step}: {', '.join(bad)} not finite; the state is in {path}"
+            + (f", the last good checkpoint in {last}" if last.is_file() else "")
+            + " (try lower learning rates with --set)"
+        )

@@ -125,9 +125,7 @@ def write_results(results: dict, meta: dict, json_path: Path, markdown_path: Pat
     write_text_atomic(markdown_table(results, title), markdown_path)
 
 
-def mask_grid(
-    recorded: Sequence[ModeFrames], adapter: AttentionAdapter, samples: int = 2, device="cpu"
-) -> np.ndarray:
+def mask_grid(recorded: Sequence[ModeFrames], adapter: AttentionAdapter, samples: int = 2, device="cpu") -> np.ndarray:
     """RGB image: per mode, ``samples`` frames as observation | adapter mask | masked obs | truth."""
     rows = []
     for item in recorded:

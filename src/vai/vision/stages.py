@@ -145,6 +145,7 @@ def masks_eval_stage(
         raise UserError(f"nothing to evaluate in {run}: run 'vai keypoints {task}' (and 'vai adapter {task}') first")
     counterfactual = None
     if transporter is not None:
+
         def counterfactual(frames):
             return counterfactual_masks(transporter, frames, preset, device=device)
 

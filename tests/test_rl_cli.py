@@ -1,0 +1,164 @@
+"""vai train / vai eval through the CLI on the real cartpole at tiny sizes: artifacts, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_cli import assert_user_error, run_vai
+
+from vai.rl.logger import read_events
+
+TASK = "cartpole_balance"  # 125 agent steps per episode (action repeat 8)
+TINY = [
+    "--preset",
+    "quick",
+    "--set",
+    "init_steps=20",
+    "batch_size=8",
+    "num_filters=4",
+    "feature_dim=8",
+    "hidden_dim=16",
+    "num_layers=1",
+    "num_shared_layers=1",
+    "eval_episodes=1",
+]
+
+
+def rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """One tiny sac run of two episodes with evaluation in two modes, then `vai eval` on it."""
+    out = tmp_path_factory.mktemp("agent")
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    result = run_vai(
+        "train",
+        TASK,
+        "--algo",
+        "sac",
+        *TINY,
+        "frames=2000",
+        "eval_every=1000",
+        "checkpoint_every=1000",
+        "--out",
+        str(out),
+        "--eval-mode",
+        "train",
+        "color_hard",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    evaluation = run_vai(
+        "eval",
+        str(out / "checkpoints" / "last.pt"),
+        "--mode",
+        "train",
+        "video_hard",
+        "--seeds",
+        "2",
+        "--episodes",
+        "1",
+        env=env,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    return out, evaluation
+
+
+def test_training_writes_config_logs_and_checkpoint(trained):
+    out, _ = trained
+    config = json.loads((out / "config.json").read_text())
+    assert config["algorithm"] == "sac" and config["preset"]["frames"] == 2000 and config["encoder_layers"] == [1, 1]
+    train = rows(out / "train.csv")
+    assert [row["episode"] for row in train] == ["1", "2"]
+    assert [row["step"] for row in train] == ["125", "250"]
+    assert train[1]["critic_loss"] and float(train[1]["critic_loss"]) >= 0
+    assert [row["step"] for row in rows(out / "eval_color_hard.csv")] == ["125", "250"]
+    events = read_events(next((out / "tensorboard").iterdir()))
+    assert any(tag == "eval_train/return" for _, tag, _ in events)
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert not (out / "replay").exists()  # only kept while a resume may need it
+
+
+def test_eval_writes_a_table_over_seeds(trained):
+    out, evaluation = trained
+    results = json.loads((out / "results.json").read_text())
+    returns = results["returns"]["sac"][TASK]
+    assert set(returns) == {"train", "video_hard"}
+    assert all(len(per_seed) == 2 and len(per_seed[0]) == 1 for per_seed in returns.values())
+    # VAI's protocol: seed i plays video i.
+    assert len(set(results["videos"][TASK]["video_hard"])) == 2
+    table = (out / "results.md").read_text()
+    assert f"| {TASK} |" in table and "IQM" in table and "±" in evaluation.stdout
+
+
+def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
+    out = tmp_path / "agent"
+    args = [
+        "train",
+        TASK,
+        "--algo",
+        "drq",
+        *TINY,
+        "frames=3000",
+        "eval_every=100000",
+        "checkpoint_every=1000",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "vai.cli", *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "last.pt").is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    episodes_before = len(rows(out / "train.csv"))
+    assert episodes_before in (1, 2), "killed after the first checkpoint, before the run ended"
+    again = run_vai("train", TASK, "--algo", "drq", "--out", str(out), "--resume", env={"VAI_DATA_DIR": str(data_dir)})
+    assert again.returncode == 0, again.stderr
+    train = rows(out / "train.csv")
+    assert [row["step"] for row in train] == ["125", "250", "375"]  # 3000 frames / 8 = 375 steps
+    assert [row["episode"] for row in train] == ["1", "2", "3"]
+    done = run_vai("train", TASK, "--algo", "drq", *TINY, "--out", str(out))
+    assert_user_error(done, "--resume")
+
+
+def test_a_diverging_run_stops_with_a_saved_state(tmp_path, data_dir):
+    out = tmp_path / "agent"
+    result = run_vai(
+        "train",
+        TASK,
+        "--algo",
+        "sac",
+        *TINY,
+        "frames=1000",
+        "init_temperature=inf",
+        "--out",
+        str(out),
+        env={"VAI_DATA_DIR": str(data_dir)},
+    )
+    assert result.returncode == 1
+    assert "diverged" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "checkpoints" / "diverged.pt").is_file()
+
+
+def test_user_errors_name_the_fix(tmp_path, data_dir):
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    assert_user_error(run_vai("train", TASK, "--algo", "ppo", env=env), "unknown algorithm", "svea")
+    assert_user_error(run_vai("train", TASK, "--run", str(tmp_path), env=env), "adapter", "vai adapter")
+    assert_user_error(
+        run_vai("train", TASK, "--algo", "sac", "--out", str(tmp_path), "--resume", env=env), "nothing to resume"
+    )
+    assert_user_error(run_vai("train", TASK, "--algo", "sac", "--device", "cuda:7", env=env), "GPU")
+    (tmp_path / "bad.pt").write_text("no")
+    assert_user_error(run_vai("eval", str(tmp_path / "bad.pt"), env=env), "unreadable")
