@@ -8,15 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
     """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it over ``path``.
 
     The file gets the usual permissions (0666 less the umask; ``mkstemp`` alone gives 0600), and the
-    temporary file is removed if anything fails.
+    temporary file is removed if anything fails. ``suffix`` ends the temporary name (writers that
+    choose a format from the extension, like OpenCV's video writer, need the real one).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     temporary = Path(name)
     try:

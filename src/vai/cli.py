@@ -70,6 +70,7 @@ def _run_env_show(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from vai import __version__
     from vai.data.commands import add_data_commands
+    from vai.pipeline import add_run_command
     from vai.rl.stages import add_rl_commands
     from vai.vision.collect import add_collect_command
     from vai.vision.stages import add_vision_commands
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_command(subparsers)
     add_vision_commands(subparsers)
     add_rl_commands(subparsers)
+    add_run_command(subparsers)
     return parser
 
 

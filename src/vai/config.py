@@ -204,6 +204,10 @@ class VisionPreset:
     """Missing foreground costs this many times more than leaked background (VAI)."""
     feature_weight: float = 0.5
     """Weight of the feature-consistency term between distracted and clean inputs (VAI)."""
+    mask_eval_episodes: int = 3
+    """``vai run``'s mask measurement: seeded random-policy episodes per mode..."""
+    mask_eval_steps: int = 50
+    """... of this many steps each."""
 
 
 VISION_PRESETS: dict[str, VisionPreset] = {
@@ -322,6 +326,10 @@ class RLPreset:
     """Augmented copies per test-time adaptation step (PAD)."""
     replay_on_device: bool = True
     """Keep the replay frames on the training device when it is a GPU (sampling never leaves it)."""
+    test_seeds: int = 10
+    """Final evaluation of ``vai run``: seeds per mode (VAI: 10; seed i plays video i)."""
+    test_episodes: int = 10
+    """Final evaluation of ``vai run``: episodes per seed and mode (VAI: 10)."""
 
 
 RL_PRESETS: dict[str, RLPreset] = {
@@ -339,6 +347,8 @@ RL_PRESETS: dict[str, RLPreset] = {
         eval_every=8_000,
         eval_episodes=3,
         checkpoint_every=8_000,
+        test_seeds=2,
+        test_episodes=2,
     ),
 }
 """``paper``: PAD / VAI settings for a GPU. ``quick``: a smaller network and run for a 2-core CPU."""

@@ -77,6 +77,8 @@ class Trainer:
         recorder = EpisodeRecorder(self.run / "replay")
         progress = Progress(self.total_steps, initial=state.step, enabled=self.progress)
         space = self.env.action_space
+        if state.step == 0:
+            self._evaluate(state)  # the untrained policy: the curve's starting point
         while state.step < self.total_steps:
             obs, _ = self.env.reset(seed=episode_seed(self.seed, state.episode))
             self.buffer.start_episode(obs)

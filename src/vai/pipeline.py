@@ -1,0 +1,232 @@
+"""``vai run``: the whole of VAI in one command and one run directory.
+
+    collect -> keypoints (+ counterfactual masks) -> adapter -> mask measurement -> RL -> evaluation
+
+Each stage is the library function its own command calls; a stage whose output is already in the run
+directory is reused, and an interrupted RL stage resumes from its checkpoint, so a command cut short
+(a time limit on a GPU machine) is simply run again. ``--fresh`` starts over. Baselines (``--baseline
+sac``) train in the same directory with the same settings, differing only in the algorithm.
+
+    RUN/run.json             every resolved setting
+    RUN/frames.npz ...       vision stages (see vai.vision.stages)
+    RUN/masks_eval.md, RUN/masks.png
+    RUN/vai-seedS/ ...       the agent (config, logs, checkpoints); baselines beside it
+    RUN/curves.png           learning curves; RUN/adapted.mp4: raw | mask | adapted in a test mode
+    RUN/results.json, RUN/results.md, RUN/report.md
+
+Example::
+
+    vai run cartpole_balance --preset quick
+    vai run walker_walk --preset paper --device cuda --baseline sac
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from vai.config import (
+    ALGORITHMS,
+    KEYPOINTS,
+    RL_PRESETS,
+    VISION_PRESETS,
+    check_mode,
+    get_rl_preset,
+    get_task,
+    get_vision_preset,
+    override,
+)
+from vai.errors import UserError
+
+
+def split_overrides(assignments: list[str] | None) -> tuple[list[str], list[str]]:
+    """``KEY=VALUE`` pairs sorted into the vision preset's and the RL preset's (their keys are disjoint)."""
+    vision_keys = {field.name for field in dataclasses.fields(VISION_PRESETS["paper"])}
+    rl_keys = {field.name for field in dataclasses.fields(RL_PRESETS["paper"])}
+    vision, rl = [], []
+    for assignment in assignments or []:
+        key = assignment.partition("=")[0]
+        if key in vision_keys and key != "name":
+            vision.append(assignment)
+        elif key in rl_keys and key != "name":
+            rl.append(assignment)
+        else:
+            valid = ", ".join(sorted((vision_keys | rl_keys) - {"name"}))
+            raise UserError(f"cannot set {assignment!r}: KEY must be a field of the vision or RL preset: {valid}")
+    return vision, rl
+
+
+def default_backgrounds(data_dir) -> Path | None:
+    from vai.data.store import resolve_data_dir
+
+    folder = Path(resolve_data_dir(data_dir)) / "backgrounds"
+    return folder if folder.is_dir() else None
+
+
+def run_pipeline(
+    task: str,
+    preset_name: str,
+    run: Path,
+    device: str = "cpu",
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    baselines: list[str] | None = None,
+    backgrounds: Path | None = None,
+    data_dir=None,
+    modes: list[str] | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Every stage of VAI for ``task`` into ``run``; returns the contents of results.json. ``modes``:
+    the final evaluation's (default: all of the task's)."""
+    from vai.rl.stages import agent_directory, check_algorithm, default_eval_modes, eval_stage, train_stage
+    from vai.vision import stages
+
+    get_task(task)
+    vision_overrides, rl_overrides = split_overrides(overrides)
+    vision = override(get_vision_preset(preset_name), vision_overrides)
+    rl = override(get_rl_preset(preset_name), rl_overrides)
+    baselines = [check_algorithm(name) for name in baselines or []]
+    if "vai" in baselines:
+        raise UserError("--baseline takes the algorithms compared with vai: " + ", ".join(ALGORITHMS[1:]))
+    backgrounds = backgrounds or default_backgrounds(data_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    config = {
+        "task": task,
+        "preset": preset_name,
+        "seed": seed,
+        "device": device,
+        "keypoints": KEYPOINTS[task],
+        "backgrounds": str(backgrounds) if backgrounds else "procedural",
+        "baselines": baselines,
+        "vision": dataclasses.asdict(vision),
+        "rl": dataclasses.asdict(rl),
+    }
+    _write_json(config, run / "run.json")
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, done: bool, function, *args, **kwargs):
+        if done:
+            log(f"[{name}] reusing what {run} holds")
+            return None
+        log(f"[{name}] ...")
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - start, 1)
+        log(f"[{name}] done in {seconds[name]:.0f} s")
+        return result
+
+    from vai.vision.collect import collect
+
+    def progress(message: str) -> None:
+        log(f"  {message}")
+
+    frames, counterfactual, adapter = run / stages.FRAMES, run / stages.COUNTERFACTUAL, run / stages.ADAPTER
+    stage("collect", frames.is_file(), collect, task, vision.collect_frames, frames, seed, data_dir, log=progress)
+    stage("keypoints", counterfactual.is_file(), stages.keypoints_stage, task, vision, run, device, seed)
+    stage("adapter", adapter.is_file(), stages.adapter_stage, task, vision, run, backgrounds, device, seed)
+    mask_modes = stages.default_modes(task)
+    measured = (run / "masks_eval.json").is_file()
+    stage("masks", measured, stages.masks_eval_stage, task, vision, run, mask_modes, vision.mask_eval_episodes,
+          vision.mask_eval_steps, data_dir=data_dir, device=device)
+    if not (run / "masks.png").is_file():
+        stages.masks_show_stage(task, run, mask_modes, run / "masks.png", data_dir=data_dir)
+
+    agents = {}
+    for algorithm in ["vai", *baselines]:
+        out = agent_directory(task, algorithm, seed, run, None)
+        resume = (out / "checkpoints" / "last.pt").is_file()
+        stage(f"train {algorithm}", False, train_stage, task, algorithm, rl, out, adapter, seed, device, resume,
+              data_dir, ["train"])
+        agents[algorithm] = out
+    checkpoints = [out / "checkpoints" / "last.pt" for out in agents.values()]
+    modes = modes or default_eval_modes(task)
+    record = stage("evaluate", False, eval_stage, checkpoints, modes, rl.test_seeds, rl.test_episodes, run, data_dir,
+                   device)
+    _finish(task, run, agents, config, seconds, data_dir, device, log)
+    return record
+
+
+def _finish(task, run: Path, agents: dict[str, Path], config, seconds, data_dir, device, log) -> None:
+    from vai.config import DMCTask
+    from vai.report import learning_summary, plot_curves
+    from vai.rl.checkpoint import load_agent
+    from vai.rl.showcase import record_showcase
+
+    plot_curves(agents, run / "curves.png", f"{task} ({config['preset']} preset)")
+    agent, _ = load_agent(agents["vai"] / "checkpoints" / "last.pt", device)
+    mode = "video_hard" if isinstance(get_task(task), DMCTask) else "marble"
+    record_showcase(agent, task, mode, run / "adapted.mp4", steps=100, data_dir=data_dir)
+    learned = {name: learning_summary(out) for name, out in agents.items()}
+    write_report(run, task, config, seconds, learned, mode)
+    log(f"wrote {run / 'report.md'}")
+
+
+def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
+    from vai.atomic import write_text_atomic
+
+    lines = [f"# vai run: {task}", ""]
+    lines.append(
+        f"Preset `{config['preset']}`, seed {config['seed']}, device `{config['device']}`, "
+        f"{config['keypoints']} keypoints, adapter backgrounds: {config['backgrounds']}. "
+        "Every setting: [run.json](run.json)."
+    )
+    lines += ["", "Stage times (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]
+    lines += ["## Attention", "", (run / "masks_eval.md").read_text(), "", "![masks](masks.png)", ""]
+    lines += [
+        f"What the policy sees in `{showcase_mode}`: [adapted.mp4](adapted.mp4) "
+        "(observation | adapter mask | adapted input).",
+        "",
+    ]
+    lines += ["## Learning", "", "![learning curves](curves.png)", ""]
+    for name, summary in learned.items():
+        if summary:
+            lines.append(
+                f"- {name}: evaluation return in `train` {summary['first_return']:.0f} before training -> "
+                f"{summary['last_return']:.0f} after {summary['last_frames']:.0f} frames"
+            )
+    lines += ["", "## Generalisation", "", (run / "results.md").read_text(), ""]
+    return write_text_atomic("\n".join(lines), run / "report.md")
+
+
+def _write_json(data: dict, path: Path) -> None:
+    from vai.atomic import write_text_atomic
+
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+
+
+# -- command line -----------------------------------------------------------------------------------
+def add_run_command(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="the whole pipeline: collect -> keypoints -> adapter -> RL -> eval")
+    parser.add_argument("task", help="task name (see 'vai env list')")
+    parser.add_argument("--preset", default="quick", help="quick (2-core CPU, minutes) or paper (VAI's, GPU)")
+    parser.add_argument(
+        "--set", nargs="+", default=None, metavar="KEY=VALUE", help="override vision or RL preset fields"
+    )
+    parser.add_argument("--run", type=Path, default=None, help="run directory (default: runs/TASK-PRESET)")
+    parser.add_argument("--baseline", nargs="+", default=None, help="also train these for comparison: sac drq svea")
+    parser.add_argument("--backgrounds", type=Path, default=None, help="natural images (default: DATA/backgrounds)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mode", nargs="+", default=None, help="modes of the final evaluation (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    get_task(args.task)
+    get_vision_preset(args.preset)
+    run = args.run or Path("runs") / f"{args.task}-{args.preset}"
+    if args.fresh and run.exists():
+        shutil.rmtree(run)
+    for mode in args.mode or []:
+        check_mode(get_task(args.task), mode)
+    run_pipeline(args.task, args.preset, run, args.device, args.seed, args.set, args.baseline, args.backgrounds,
+                 args.data_dir, args.mode)
+    print((run / "results.md").read_text(), end="")
+    return 0
