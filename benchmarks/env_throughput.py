@@ -71,8 +71,7 @@ def measure_task(
                 for mode in modes:
                     step_seconds[mode].append(spent[mode] / steps)
         return {
-            mode: (1.0 / float(np.median(step_seconds[mode])), float(np.median(reset_seconds[mode])))
-            for mode in modes
+            mode: (1.0 / float(np.median(step_seconds[mode])), float(np.median(reset_seconds[mode]))) for mode in modes
         }
     finally:
         for env in envs.values():
@@ -104,12 +103,16 @@ def main() -> None:
     print(f"backend: MUJOCO_GL={os.environ.get('MUJOCO_GL')}")
     held = sum(frames.nbytes for frames in cache._videos.values())
     print(f"videos decoded: {len(cache)}, held at render size: {held / 2**20:.0f} MiB")
-    worst = max(
-        (train / fps - 1.0, task, mode)
-        for task, mode, fps, _ in rows
-        for t, m, train, _ in rows
-        if t == task and m == "train" and mode != "train"
-    ) if len(rows) > 1 else None
+    worst = (
+        max(
+            (train / fps - 1.0, task, mode)
+            for task, mode, fps, _ in rows
+            for t, m, train, _ in rows
+            if t == task and m == "train" and mode != "train"
+        )
+        if len(rows) > 1
+        else None
+    )
     if worst:
         print(f"largest distraction overhead: {worst[0]:+.1%} ({worst[1]} {worst[2]}); target <= +20%")
 

@@ -10,9 +10,24 @@ from test_cli import assert_user_error, run_vai
 
 TASK = "cartpole_balance"
 TINY = [
-    "--set", "collect_frames=60", "transporter_steps=2", "transporter_batch=4", "adapter_steps=2", "adapter_batch=4",
-    "mask_eval_episodes=1", "mask_eval_steps=3", "frames=1000", "init_steps=20", "batch_size=8", "num_filters=4",
-    "feature_dim=8", "hidden_dim=16", "num_layers=1", "num_shared_layers=1", "eval_episodes=1", "test_seeds=1",
+    "--set",
+    "collect_frames=60",
+    "transporter_steps=2",
+    "transporter_batch=4",
+    "adapter_steps=2",
+    "adapter_batch=4",
+    "mask_eval_episodes=1",
+    "mask_eval_steps=3",
+    "frames=1000",
+    "init_steps=20",
+    "batch_size=8",
+    "num_filters=4",
+    "feature_dim=8",
+    "hidden_dim=16",
+    "num_layers=1",
+    "num_shared_layers=1",
+    "eval_episodes=1",
+    "test_seeds=1",
     "test_episodes=1",
 ]
 
@@ -20,17 +35,43 @@ TINY = [
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
     run = tmp_path_factory.mktemp("run")
-    result = run_vai("run", TASK, "--preset", "quick", "--run", str(run), "--baseline", "sac", "--mode", "train",
-                     "video_hard", *TINY, env={"VAI_DATA_DIR": str(data_dir)})
+    result = run_vai(
+        "run",
+        TASK,
+        "--preset",
+        "quick",
+        "--run",
+        str(run),
+        "--baseline",
+        "sac",
+        "--mode",
+        "train",
+        "video_hard",
+        *TINY,
+        env={"VAI_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     return run
 
 
 def test_every_artifact_is_written(run_dir):
     for name in (
-        "run.json", "frames.npz", "transporter.safetensors", "counterfactual.npz", "adapter.safetensors",
-        "masks_eval.json", "masks_eval.md", "masks.png", "vai-seed0/checkpoints/last.pt", "vai-seed0/train.csv",
-        "sac-seed0/checkpoints/last.pt", "curves.png", "adapted.mp4", "results.json", "results.md", "report.md",
+        "run.json",
+        "frames.npz",
+        "transporter.safetensors",
+        "counterfactual.npz",
+        "adapter.safetensors",
+        "masks_eval.json",
+        "masks_eval.md",
+        "masks.png",
+        "vai-seed0/checkpoints/last.pt",
+        "vai-seed0/train.csv",
+        "sac-seed0/checkpoints/last.pt",
+        "curves.png",
+        "adapted.mp4",
+        "results.json",
+        "results.md",
+        "report.md",
     ):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "run.json").read_text())
@@ -65,8 +106,18 @@ def test_report_links_every_picture_and_table(run_dir):
 
 
 def test_a_second_run_reuses_the_finished_stages(run_dir, data_dir):
-    result = run_vai("run", TASK, "--preset", "quick", "--run", str(run_dir), "--mode", "train", *TINY,
-                     env={"VAI_DATA_DIR": str(data_dir)})
+    result = run_vai(
+        "run",
+        TASK,
+        "--preset",
+        "quick",
+        "--run",
+        str(run_dir),
+        "--mode",
+        "train",
+        *TINY,
+        env={"VAI_DATA_DIR": str(data_dir)},
+    )
     assert result.returncode == 0, result.stderr
     for stage in ("collect", "keypoints", "adapter", "masks"):
         assert f"[{stage}] reusing" in result.stdout

@@ -181,3 +181,24 @@ def test_sac_learns_a_trivial_pixel_problem_in_seconds(tmp_path):
     left[:, :, :50] = 255
     right = 255 - left
     assert agent.act(left)[0] > 0.4 and agent.act(right)[0] < -0.4
+
+
+def test_vai_view_is_the_adapted_centre_crop_and_replay_stores_adapted_frames():
+    from vai.vision.adapter import AdaptedObservation
+
+    agent = make_agent("vai")
+    raw = torch.randint(0, 256, (2, 9, 100, 100), dtype=torch.uint8)
+    expected = AdaptedObservation(agent.observe.adapter)(raw)
+    assert torch.allclose(agent.observe.eval_view(raw), expected, atol=1 / 255 + 1e-6)
+    stored = agent.observe.store(raw[0].numpy())
+    assert stored.shape == (3, 100, 100) and stored.dtype == np.uint8
+    assert np.abs(stored[:, 8:92, 8:92] / 255 - expected[0, 6:9].numpy()).max() <= 1 / 255 + 1e-6
+    assert np.array_equal(make_agent("sac").observe.store(raw[0].numpy()), raw[0, 6:9].numpy())
+
+
+def test_downsampled_views_feed_a_smaller_encoder():
+    agent = make_agent("drq", replace(TINY, downsample=2))
+    buffer = filled_buffer()
+    assert agent.observe.train_view(buffer.sample(4).obs).shape == (4, 9, 42, 42)
+    metrics = agent.update(buffer.sample(16), 2)
+    assert all(torch.isfinite(value) for value in metrics.values())

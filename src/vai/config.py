@@ -286,6 +286,8 @@ class RLPreset:
     discount: float = 0.99
     image_size: int = 84
     """Random crop 100 -> 84 in training, centre crop in evaluation."""
+    downsample: int = 1
+    """Average-pool the crops by this factor before the encoder (1: none, PAD / VAI; 2 on a CPU)."""
     num_filters: int = 32
     feature_dim: int = 100
     hidden_dim: int = 1024

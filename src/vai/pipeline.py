@@ -131,8 +131,19 @@ def run_pipeline(
     stage("adapter", adapter.is_file(), stages.adapter_stage, task, vision, run, backgrounds, device, seed)
     mask_modes = stages.default_modes(task)
     measured = (run / "masks_eval.json").is_file()
-    stage("masks", measured, stages.masks_eval_stage, task, vision, run, mask_modes, vision.mask_eval_episodes,
-          vision.mask_eval_steps, data_dir=data_dir, device=device)
+    stage(
+        "masks",
+        measured,
+        stages.masks_eval_stage,
+        task,
+        vision,
+        run,
+        mask_modes,
+        vision.mask_eval_episodes,
+        vision.mask_eval_steps,
+        data_dir=data_dir,
+        device=device,
+    )
     if not (run / "masks.png").is_file():
         stages.masks_show_stage(task, run, mask_modes, run / "masks.png", data_dir=data_dir)
 
@@ -140,13 +151,27 @@ def run_pipeline(
     for algorithm in ["vai", *baselines]:
         out = agent_directory(task, algorithm, seed, run, None)
         resume = (out / "checkpoints" / "last.pt").is_file()
-        stage(f"train {algorithm}", False, train_stage, task, algorithm, rl, out, adapter, seed, device, resume,
-              data_dir, ["train"])
+        stage(
+            f"train {algorithm}",
+            False,
+            train_stage,
+            task,
+            algorithm,
+            rl,
+            out,
+            adapter,
+            seed,
+            device,
+            resume,
+            data_dir,
+            ["train"],
+        )
         agents[algorithm] = out
     checkpoints = [out / "checkpoints" / "last.pt" for out in agents.values()]
     modes = modes or default_eval_modes(task)
-    record = stage("evaluate", False, eval_stage, checkpoints, modes, rl.test_seeds, rl.test_episodes, run, data_dir,
-                   device)
+    record = stage(
+        "evaluate", False, eval_stage, checkpoints, modes, rl.test_seeds, rl.test_episodes, run, data_dir, device
+    )
     _finish(task, run, agents, config, seconds, data_dir, device, log)
     return record
 
@@ -226,7 +251,17 @@ def _run(args: argparse.Namespace) -> int:
         shutil.rmtree(run)
     for mode in args.mode or []:
         check_mode(get_task(args.task), mode)
-    run_pipeline(args.task, args.preset, run, args.device, args.seed, args.set, args.baseline, args.backgrounds,
-                 args.data_dir, args.mode)
+    run_pipeline(
+        args.task,
+        args.preset,
+        run,
+        args.device,
+        args.seed,
+        args.set,
+        args.baseline,
+        args.backgrounds,
+        args.data_dir,
+        args.mode,
+    )
     print((run / "results.md").read_text(), end="")
     return 0

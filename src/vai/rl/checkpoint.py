@@ -25,7 +25,7 @@ VERSION = 1
 
 def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[str, Any]) -> Path:
     """Write ``agent`` and the loop's ``loop_state`` (counters, random states) to ``path``."""
-    adapted = agent.observe.adapted
+    adapter = agent.observe.adapter
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -35,7 +35,7 @@ def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[
         "obs_shape": list(agent.obs_shape),
         "action_dim": agent.action_dim,
         "layers": list(agent.layers),
-        "adapter_config": adapted.adapter.config if adapted is not None else None,
+        "adapter_config": adapter.config if adapter is not None else None,
         "agent": agent.state_dict(),
         "optimizers": {name: optimizer.state_dict() for name, optimizer in agent.optimizers().items()},
         "generator": agent.generator.get_state(),

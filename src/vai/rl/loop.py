@@ -81,8 +81,9 @@ class Trainer:
             self._evaluate(state)  # the untrained policy: the curve's starting point
         while state.step < self.total_steps:
             obs, _ = self.env.reset(seed=episode_seed(self.seed, state.episode))
-            self.buffer.start_episode(obs)
-            recorder.start(obs)
+            stored = self.agent.observe.store(obs)  # the frame as replay keeps it (adapted for vai)
+            self.buffer.start_episode(stored)
+            recorder.start(stored)
             episode_return, length, started = 0.0, 0, time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
@@ -100,8 +101,9 @@ class Trainer:
                         sums[name] = sums[name] + value if name in sums else value
                         counts[name] = counts.get(name, 0) + 1
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
-                self.buffer.add(action, reward, terminated, next_obs)
-                recorder.add(action, reward, terminated, next_obs)
+                stored = self.agent.observe.store(next_obs)
+                self.buffer.add(action, reward, terminated, stored)
+                recorder.add(action, reward, terminated, stored)
                 episode_return += float(reward)
                 length += 1
                 state.step += 1

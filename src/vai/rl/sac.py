@@ -96,7 +96,7 @@ class SACAgent(nn.Module):
         self.obs_shape, self.layers = tuple(obs_shape), tuple(layers)
         self.device = torch.device(device)
         num_layers, num_shared = layers
-        channels, size = obs_shape[0], preset.image_size
+        channels, size = obs_shape[0], preset.image_size // preset.downsample
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = PixelEncoder(channels, size, preset.feature_dim, preset.num_filters, num_layers)
@@ -165,7 +165,8 @@ class SACAgent(nn.Module):
 
     # -- learning ---------------------------------------------------------------------------------
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        """One SAC step (and the scheduled actor, target and head updates) on a replay batch."""
+        """One SAC step (and the scheduled actor, target and head updates) on a replay batch, whose
+        frames are in the stored form (:meth:`ObservationPipeline.store`)."""
         preset = self.preset
         obs = self.observe.train_view(batch.obs, self.generator)
         next_obs = self.observe.train_view(batch.next_obs, self.generator)
@@ -251,6 +252,6 @@ class SACAgent(nn.Module):
         obs = torch.as_tensor(observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
         next_obs = torch.as_tensor(next_observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
         actions = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0).expand(copies, -1)
-        obs_view = self.observe.train_view(obs.contiguous(), self.generator)
-        next_view = self.observe.train_view(next_obs.contiguous(), self.generator)
+        obs_view = self.observe.train_view(self.observe.adapt_stacks(obs.contiguous()), self.generator)
+        next_view = self.observe.train_view(self.observe.adapt_stacks(next_obs.contiguous()), self.generator)
         return self._update_aux(obs_view, actions, None, next_view, tasks)

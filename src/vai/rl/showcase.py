@@ -42,9 +42,9 @@ def _tile(agent, observation: np.ndarray) -> np.ndarray:
     size = agent.preset.image_size
     raw = center_crop(batch, size)[0, -3:].permute(1, 2, 0).cpu().numpy()
     seen = agent.observe.eval_view(batch)[0, -3:]
-    adapted = agent.observe.adapted
-    if adapted is not None:
-        mask = adapted.adapter(center_crop(batch, size)[:, -3:].float() / 255)[0, 0].cpu().numpy()
+    adapter = agent.observe.adapter
+    if adapter is not None:
+        mask = adapter(center_crop(batch, size)[:, -3:].float() / 255)[0, 0].cpu().numpy()
     else:
         mask = np.ones((size, size), np.float32)
     panels = [
