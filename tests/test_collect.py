@@ -287,46 +287,6 @@ def test_masks_path_sits_beside_the_frames():
     assert masks_path("data/walker") == Path("data/walker.masks.npz")
 
 
-# -- training pairs ----------------------------------------------------------------------------------
-
-
-class CountingGenerator:
-    """A numpy Generator that counts the draws, to show a batch takes a fixed number of them."""
-
-    def __init__(self, seed: int):
-        self.generator = np.random.default_rng(seed)
-        self.calls = 0
-
-    def integers(self, *args, **kwargs):
-        self.calls += 1
-        return self.generator.integers(*args, **kwargs)
-
-
-def test_sample_pairs_stay_in_one_episode_within_the_gap():
-    from vai.data.frames import sample_pairs
-
-    lengths = [30, 1, 5, 126, 14]
-    store = synthetic_store(lengths)
-    max_gap = 20
-    rng = CountingGenerator(0)
-    source, target = sample_pairs(store, 200_000, max_gap, rng)
-    assert rng.calls == 2, "a batch must be drawn with array operations, not per sample"
-    assert source.shape == target.shape == (200_000,)
-    assert np.all((0 <= target) & (target < len(store)))
-    np.testing.assert_array_equal(store.episode[source], store.episode[target])
-    gap = store.step[target].astype(int) - store.step[source]
-    assert np.abs(gap).max() == max_gap and np.all(target - source == gap)
-    assert set(np.unique(gap)) == set(range(-max_gap, max_gap + 1)), "every gap either way occurs"
-    # The one-frame episode pairs its frame with itself; every frame is a source.
-    single = np.flatnonzero(store.episode[source] == 1)
-    assert len(single) and np.all(target[single] == source[single])
-    assert len(np.unique(source)) == len(store)
-    # Reproducible from the generator's seed.
-    again = sample_pairs(store, 1000, max_gap, np.random.default_rng(7))
-    np.testing.assert_array_equal(again, sample_pairs(store, 1000, max_gap, np.random.default_rng(7)))
-    assert np.all(np.equal(*sample_pairs(store, 100, 0, np.random.default_rng(0))))
-
-
 # -- the command -------------------------------------------------------------------------------------
 
 

@@ -93,28 +93,6 @@ def episode_bounds(store: FrameStore) -> tuple[np.ndarray, np.ndarray]:
     return starts, stops
 
 
-def sample_pairs(
-    store: FrameStore, batch: int, max_gap: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(source, target)`` frame indices, int64 (batch,), from the same episode at most ``max_gap`` apart.
-
-    VAI trains the Transporter on two frames of one episode within 20 steps (``max_pair_gap``).
-    The source is uniform over all frames; the target uniform over the source's episode within
-    ``max_gap`` steps either way, the source itself included (gap 0 is rare, 1 in 2*max_gap+1 away
-    from an episode's ends, and harmless: the Transporter then reconstructs the source).
-    Vectorised: two draws of the generator for the whole batch.
-    """
-    if batch < 1 or max_gap < 0:
-        raise ValueError(f"need batch >= 1 and max_gap >= 0, got {batch} and {max_gap}")
-    starts, stops = episode_bounds(store)
-    source = rng.integers(0, len(store), size=batch)
-    episode = store.episode[source]
-    low = np.maximum(starts[episode], source - max_gap)
-    high = np.minimum(stops[episode] - 1, source + max_gap)
-    target = rng.integers(low, high, endpoint=True)
-    return source, target
-
-
 def concatenate(first: FrameStore, second: FrameStore, metadata: dict[str, Any]) -> FrameStore:
     """``first`` followed by ``second`` (whose episodes must continue ``first``'s numbering)."""
     arrays = {name: np.concatenate([getattr(first, name), getattr(second, name)]) for name in _FRAME_ARRAYS}
