@@ -171,7 +171,7 @@ class BrightSide(gym.Env):
 
 
 def test_sac_learns_a_trivial_pixel_problem_in_seconds(tmp_path):
-    preset = replace(TINY, discount=0.5, aux_tasks="", frames=700, init_steps=100, batch_size=32, actor_lr=3e-3)
+    preset = replace(TINY, discount=0.5, aux_tasks="", frames=400, init_steps=100, batch_size=32, actor_lr=3e-3)
     env = BrightSide()
     agent = make_agent(preset=preset, seed=0)
     buffer = ReplayBuffer(1000, (3, 100, 100), 2)
