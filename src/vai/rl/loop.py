@@ -123,16 +123,22 @@ class Trainer:
             self.logger.log("train", state.step, row)
             if state.step >= state.next_eval or state.step >= self.total_steps:
                 self._evaluate(state)
-                state.next_eval += self._every(preset.eval_every)
+                state.next_eval = self._after(state.step, state.next_eval, preset.eval_every)
             if state.step >= state.next_checkpoint or state.step >= self.total_steps:
+                state.next_checkpoint = self._after(state.step, state.next_checkpoint, preset.checkpoint_every)
                 self.checkpoint(state, action_rng)
-                state.next_checkpoint += self._every(preset.checkpoint_every)
         progress.close()
         shutil.rmtree(self.run / "replay", ignore_errors=True)  # only a resume needs it
         return state
 
     def _every(self, frames: int) -> int:
         return max(1, frames // self.action_repeat)
+
+    def _after(self, step: int, due: int, frames: int) -> int:
+        """The next multiple of the interval after ``step`` (episodes may span several intervals)."""
+        while due <= step:
+            due += self._every(frames)
+        return due
 
     def _evaluate(self, state: LoopState) -> None:
         if self.evaluate is None:

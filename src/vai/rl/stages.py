@@ -96,7 +96,11 @@ def train_stage(
     if resume and not checkpoint.is_file():
         raise UserError(f"nothing to resume: {checkpoint} does not exist (drop --resume to start the run)")
     adapter = None
-    if algorithm == "vai":
+    if resume:
+        # The run's own settings win over the command line's: the checkpoint holds the adapter.
+        recorded = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+        seed, eval_modes = recorded.get("seed", seed), recorded.get("eval_modes", eval_modes)
+    elif algorithm == "vai":
         if adapter_path is None or not Path(adapter_path).is_file():
             raise UserError(
                 f"the vai agent needs an attention adapter, not found at {adapter_path}: run 'vai adapter {task}' "
