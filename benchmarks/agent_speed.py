@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import torch
 
 import vai
 from vai.config import encoder_layers, get_rl_preset, get_task
+from vai.machine import cpu_name
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
 from vai.rl.replay import ReplayBuffer
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor()} x{os.cpu_count()}"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
     print(f"device {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads, task {args.task}")
     print(f"{'preset':<7} {'algorithm':<9} {'batch':>5} {'update ms':>10} {'train frames/s':>15}")
     for preset_name in args.presets:

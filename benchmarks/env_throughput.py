@@ -22,19 +22,10 @@ import numpy as np
 import vai
 from vai.config import DMC_TASKS, DRAWER_TASKS, DRAWER_TEXTURES
 from vai.data.video import VideoCache
+from vai.machine import cpu_name
 
 DMC_BENCH_MODES = ("train", "color_easy", "color_hard", "video_easy", "video_hard", "video0")
 DRAWER_BENCH_MODES = ("train", *[t for t in DRAWER_TEXTURES if t != "grid"])
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure_task(
