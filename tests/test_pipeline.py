@@ -7,6 +7,7 @@ import json
 import cv2
 import pytest
 from test_cli import assert_user_error, run_vai
+from test_rl_cli import TINY_AGENT
 
 TASK = "cartpole_balance"
 TINY = [
@@ -19,14 +20,7 @@ TINY = [
     "mask_eval_episodes=1",
     "mask_eval_steps=3",
     "frames=1000",
-    "init_steps=20",
-    "batch_size=8",
-    "num_filters=4",
-    "feature_dim=8",
-    "hidden_dim=16",
-    "num_layers=1",
-    "num_shared_layers=1",
-    "eval_episodes=1",
+    *TINY_AGENT,
     "test_seeds=1",
     "test_episodes=1",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vai.rl.augment import adapt_aug, center_crop, crop_at, random_convolution, random_crop, random_shift
+from vai.rl.augment import adapt_aug, crop_at, random_convolution, random_crop, random_shift
+from vai.vision.adapter import center_crop
 
 
 def coordinates(batch: int, frames: int = 3, size: int = 100) -> torch.Tensor:

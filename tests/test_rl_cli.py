@@ -16,10 +16,7 @@ from test_cli import assert_user_error, run_vai
 from vai.rl.logger import read_events
 
 TASK = "cartpole_balance"  # 125 agent steps per episode (action repeat 8)
-TINY = [
-    "--preset",
-    "quick",
-    "--set",
+TINY_AGENT = [
     "init_steps=20",
     "batch_size=8",
     "num_filters=4",
@@ -29,6 +26,8 @@ TINY = [
     "num_shared_layers=1",
     "eval_episodes=1",
 ]
+"""A tiny network and schedule, so a real cartpole run takes seconds (also used by test_pipeline)."""
+TINY = ["--preset", "quick", "--set", *TINY_AGENT]
 
 
 def rows(path) -> list[dict[str, str]]:

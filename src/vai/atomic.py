@@ -37,3 +37,10 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda temporary: temporary.write_text(text))
+
+
+def write_json_atomic(data: object, path: str | os.PathLike) -> Path:
+    """``data`` as indented JSON (reports, configs), atomically."""
+    import json
+
+    return write_text_atomic(json.dumps(data, indent=2) + "\n", path)

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from vai.atomic import write_json_atomic
 from vai.config import (
     ALGORITHMS,
     KEYPOINTS,
@@ -106,7 +106,7 @@ def run_pipeline(
         "vision": dataclasses.asdict(vision),
         "rl": dataclasses.asdict(rl),
     }
-    _write_json(config, run / "run.json")
+    write_json_atomic(config, run / "run.json")
     seconds: dict[str, float] = {}
 
     def stage(name: str, done: bool, function, *args, **kwargs):
@@ -216,12 +216,6 @@ def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dic
             )
     lines += ["", "## Generalisation", "", (run / "results.md").read_text(), ""]
     return write_text_atomic("\n".join(lines), run / "report.md")
-
-
-def _write_json(data: dict, path: Path) -> None:
-    from vai.atomic import write_text_atomic
-
-    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 # -- command line -----------------------------------------------------------------------------------

@@ -30,12 +30,6 @@ def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: i
     return images.reshape(batch, channels, height * width).gather(2, flat).reshape(batch, channels, size, size)
 
 
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    height, width = images.shape[-2:]
-    top, left = (height - size) // 2, (width - size) // 2
-    return images[..., top : top + size, left : left + size]
-
-
 def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
     """DrQ's augmentation: replicate-pad by ``pad`` pixels, then crop back at a random integer shift."""
     batch, _, height, width = images.shape

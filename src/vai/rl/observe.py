@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vai.config import RLPreset
-from vai.rl.augment import adapt_aug, center_crop, random_crop, random_shift
-from vai.vision.adapter import AttentionAdapter, place_masks
+from vai.rl.augment import adapt_aug, random_crop, random_shift
+from vai.vision.adapter import AttentionAdapter, center_crop, place_masks
 
 
 class ObservationPipeline(nn.Module):

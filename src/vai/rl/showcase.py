@@ -15,7 +15,7 @@ import torch
 
 from vai.atomic import atomic_write
 from vai.envs import make_env
-from vai.rl.augment import center_crop
+from vai.vision.adapter import center_crop
 
 SCALE = 3
 

@@ -147,9 +147,9 @@ def train_stage(
             "python": platform.python_version(),
         }
         if not resume:
-            from vai.atomic import write_text_atomic
+            from vai.atomic import write_json_atomic
 
-            write_text_atomic(json.dumps(config, indent=2) + "\n", out / "config.json")
+            write_json_atomic(config, out / "config.json")
         evaluate = training_evaluator(task, eval_modes, preset.eval_episodes, data_dir)
         with RunLogger(out, resume_step=state.step if state else None) as logger:
             trainer = Trainer(
@@ -184,7 +184,7 @@ def eval_stage(
     test_time_adaptation: bool = False,
 ) -> dict[str, Any]:
     """Evaluate checkpoints over seeds x modes; write ``out``/results.json and results.md."""
-    from vai.atomic import write_text_atomic
+    from vai.atomic import write_json_atomic, write_text_atomic
     from vai.config import check_mode
     from vai.data.video import VideoCache
     from vai.rl.checkpoint import load_agent
@@ -223,7 +223,7 @@ def eval_stage(
         "success": {group: returns_to_json(per_task) for group, per_task in success.items()},
         "videos": videos,
     }
-    write_text_atomic(json.dumps(record, indent=2) + "\n", out / "results.json")
+    write_json_atomic(record, out / "results.json")
     write_text_atomic("\n".join(tables), out / "results.md")
     return record
 

@@ -7,7 +7,6 @@ so the modes differ only in what the camera sees.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vai.atomic import write_text_atomic
+from vai.atomic import write_json_atomic, write_text_atomic
 from vai.config import VisionPreset
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
@@ -121,7 +120,7 @@ def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) 
 
 
 def write_results(results: dict, meta: dict, json_path: Path, markdown_path: Path, title: str) -> None:
-    write_text_atomic(json.dumps({"meta": meta, "results": results}, indent=2) + "\n", json_path)
+    write_json_atomic({"meta": meta, "results": results}, json_path)
     write_text_atomic(markdown_table(results, title), markdown_path)
 
 

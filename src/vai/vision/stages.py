@@ -21,7 +21,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,9 @@ def _frames(task: str, run: Path) -> FrameStore:
 
 
 def _write_json(data: dict, path: Path) -> None:
-    from vai.atomic import write_text_atomic
+    from vai.atomic import write_json_atomic
 
-    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+    write_json_atomic(data, path)
 
 
 def keypoints_stage(task: str, preset: VisionPreset, run: Path, device: str = "cpu", seed: int = 0, log=None) -> dict:
