@@ -42,7 +42,8 @@ def sync(device: torch.device) -> None:
 
 def filled_buffer(task: str, steps: int, device: torch.device, agent: SACAgent) -> ReplayBuffer:
     env = vai.make_env(task, "train", seed=0)
-    buffer = ReplayBuffer(steps + 16, (3, 100, 100), env.action_space.shape[0], device=device)
+    frame_shape = agent.observe.stored_shape((3, 100, 100))
+    buffer = ReplayBuffer(steps + 16, frame_shape, env.action_space.shape[0], device=device)
     obs, _ = env.reset(seed=0)
     buffer.start_episode(agent.observe.store(obs))
     for _ in range(steps):
@@ -88,7 +89,8 @@ def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.de
     agent = make_agent(algorithm, task, preset, device)
     env = vai.make_env(task, "train")
     replay_device = device if device.type == "cuda" else torch.device("cpu")
-    buffer = ReplayBuffer(warm + steps + 16, (3, 100, 100), env.action_space.shape[0], device=replay_device)
+    frame_shape = agent.observe.stored_shape((3, 100, 100))
+    buffer = ReplayBuffer(warm + steps + 16, frame_shape, env.action_space.shape[0], device=replay_device)
     with tempfile.TemporaryDirectory() as folder, RunLogger(folder, tensorboard=False) as logger:
         trainer = Trainer(env, agent, buffer, logger, preset, action_repeat, Path(folder), task, 0, progress=False)
         # Time only the steps after the random phase: the loop's own counter tells where it is.

@@ -92,13 +92,23 @@ def test_target_critic_moves_by_tau():
 
 
 def test_actor_update_leaves_the_shared_convolutions_alone():
+    # Two identical agents take one update on the same batch; only one of them updates its actor.
+    preset = replace(TINY, aux_tasks="")
+    with_actor = make_agent(preset=replace(preset, actor_update_every=1))
+    without = make_agent(preset=replace(preset, actor_update_every=10**6))
+    batch = filled_buffer().sample(16, torch.Generator().manual_seed(0))
+    with_actor.update(batch, 1)
+    without.update(batch, 1)
+    convs = list(with_actor.critic.encoder.own.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(convs, without.critic.encoder.own.parameters()))
+    assert not torch.equal(with_actor.actor.trunk[0].weight, without.actor.trunk[0].weight)
+    assert not torch.equal(with_actor.actor.encoder.projection.weight, without.actor.encoder.projection.weight)
+
+
+def test_heads_train_only_the_layers_they_share():
     agent = make_agent()
-    buffer = filled_buffer()
     convs = [p.clone() for p in agent.critic.encoder.own.parameters()]
-    obs = agent.observe.train_view(buffer.sample(16).obs)
-    agent._update_actor(obs)
-    assert all(torch.equal(a, b) for a, b in zip(convs, agent.critic.encoder.own.parameters()))
-    # ... but PAD's heads do train the layers they share with the critic (and only those).
+    obs = agent.observe.train_view(filled_buffer().sample(16).obs)
     agent._update_aux(obs, torch.zeros(16, 2), torch.zeros(16, 1), obs)
     shared, own = list(agent.critic.encoder.own)[:1], list(agent.critic.encoder.own)[1:]
     assert not torch.equal(convs[0], shared[0].weight)
@@ -198,7 +208,27 @@ def test_vai_view_is_the_adapted_centre_crop_and_replay_stores_adapted_frames():
 
 def test_downsampled_views_feed_a_smaller_encoder():
     agent = make_agent("drq", replace(TINY, downsample=2))
-    buffer = filled_buffer()
+    raw = np.random.default_rng(0).integers(0, 256, (9, 100, 100), dtype=np.uint8)
+    stored = agent.observe.store(raw)
+    # Pooled once, when stored: each stored pixel is the mean of a 2x2 block of the newest frame.
+    assert stored.shape == agent.observe.stored_shape((3, 100, 100)) == (3, 50, 50)
+    block = raw[6:9].reshape(3, 50, 2, 50, 2).mean((2, 4))
+    assert np.abs(stored.astype(float) - block).max() <= 0.5 + 1e-6
+    buffer = ReplayBuffer(100, (3, 50, 50), 2)
+    buffer.start_episode(stored)
+    for _ in range(20):
+        buffer.add(np.zeros(2, np.float32), 0.0, False, stored)
     assert agent.observe.train_view(buffer.sample(4).obs).shape == (4, 9, 42, 42)
+    assert agent.observe.eval_view(torch.as_tensor(raw)[None]).shape == (1, 9, 42, 42)
     metrics = agent.update(buffer.sample(16), 2)
     assert all(torch.isfinite(value) for value in metrics.values())
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
+    # The training loop acts on the stack of frames it stored (adapted once); evaluation acts on the
+    # raw observation. Both must give the policy the same input.
+    agent = make_agent("vai", replace(TINY, downsample=downsample))
+    raw = np.random.default_rng(1).integers(0, 256, (9, 100, 100), dtype=np.uint8)
+    frames = [agent.observe.store(raw[i : i + 3]) for i in (0, 3, 6)]
+    assert np.allclose(agent.act_stored(frames), agent.act(raw), atol=1e-5)

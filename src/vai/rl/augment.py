@@ -75,22 +75,18 @@ def adapt_aug(
         side = torch.randint(1, box_max + 1, (batch, boxes, 2), generator=generator, device=device)
         top = (torch.rand(batch, boxes, generator=generator, device=device) * (height - side[..., 0] + 1)).long()
         left = (torch.rand(batch, boxes, generator=generator, device=device) * (width - side[..., 1] + 1)).long()
-        rows = torch.arange(height, device=device)[None, None, :, None]
-        cols = torch.arange(width, device=device)[None, None, None, :]
-        inside = (
-            (rows >= top[..., None, None])
-            & (rows < (top + side[..., 0])[..., None, None])
-            & (cols >= left[..., None, None])
-            & (cols < (left + side[..., 1])[..., None, None])
-        )  # (B, boxes, H, W)
         colour = torch.rand(batch, boxes, 3, generator=generator, device=device)
-        # Later boxes paint over earlier ones: index of the last box covering each pixel.
-        order = torch.arange(1, boxes + 1, device=device)[None, :, None, None]
-        last = (inside * order).amax(1)  # (B, H, W), 0 = no box
-        painted = torch.cat([torch.zeros(batch, 1, 3, device=device), colour], 1)  # (B, boxes + 1, 3)
-        fill = painted.gather(1, last.reshape(batch, -1, 1).expand(-1, -1, 3)).reshape(batch, height, width, 3)
-        fill = fill.permute(0, 3, 1, 2).repeat(1, channels // 3, 1, 1)
-        out = torch.where((last > 0)[:, None], fill, out)
+        rows = torch.arange(height, device=device)
+        cols = torch.arange(width, device=device)
+        frames = channels // 3
+        out = out.reshape(batch, frames, 3, height, width)
+        # A loop over the few boxes, each painted on the whole batch; later boxes cover earlier ones.
+        for box in range(boxes):
+            in_rows = (rows >= top[:, box, None]) & (rows < (top[:, box] + side[:, box, 0])[:, None])  # (B, H)
+            in_cols = (cols >= left[:, box, None]) & (cols < (left[:, box] + side[:, box, 1])[:, None])  # (B, W)
+            inside = (in_rows[:, :, None] & in_cols[:, None, :])[:, None, None]  # (B, 1, 1, H, W)
+            out = torch.where(inside, colour[:, box, None, :, None, None], out)
+        out = out.reshape(batch, channels, height, width)
     if noise > 0:
         out = out + noise * torch.randn(out.shape, generator=generator, device=device)
     return out.clamp(0, 1)

@@ -68,8 +68,12 @@ class PixelEncoder(nn.Module):
                 hidden = hidden.detach()
         return hidden.flatten(1)
 
+    def head(self, trunk: torch.Tensor) -> torch.Tensor:
+        """Flattened conv output -> features: projection, layer norm, tanh."""
+        return torch.tanh(self.norm(self.projection(trunk)))
+
     def forward(self, images: torch.Tensor, detach_shared: bool = False) -> torch.Tensor:
-        return torch.tanh(self.norm(self.projection(self.trunk(images, detach_shared))))
+        return self.head(self.trunk(images, detach_shared))
 
 
 def orthogonal_init(module: nn.Module) -> None:

@@ -2,8 +2,9 @@
 
 The loop receives its environment, agent, replay buffer and logger from outside (``vai.rl.stages``
 builds them), so each can be replaced and tested alone. Hot path: one ``act`` and one ``update``
-per agent step and no device-to-host copy besides the action; update metrics stay on the device and
-are averaged once per episode. Episodes, evaluations and checkpoints happen between episodes.
+per agent step and no device-to-host copy besides the action; the policy acts on the stack of
+stored frames the loop keeps (for ``vai`` already adapted, so the adapter runs once per environment
+step); update metrics stay on the device and are averaged once per episode. Episodes, evaluations and checkpoints happen between episodes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +86,8 @@ class Trainer:
             stored = self.agent.observe.store(obs)  # the frame as replay keeps it (adapted for vai)
             self.buffer.start_episode(stored)
             recorder.start(stored)
+            # The policy's stack in stored form; at reset the first frame fills it, as in the env.
+            stack = deque([stored] * self.buffer.stack, maxlen=self.buffer.stack)
             episode_return, length, started = 0.0, 0, time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
@@ -92,7 +96,7 @@ class Trainer:
                 if state.step < preset.init_steps:
                     action = action_rng.uniform(space.low, space.high).astype(np.float32)
                 else:
-                    action = self.agent.act(obs, sample=True)
+                    action = self.agent.act_stored(list(stack), sample=True)
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
@@ -102,12 +106,13 @@ class Trainer:
                         counts[name] = counts.get(name, 0) + 1
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
                 stored = self.agent.observe.store(next_obs)
+                stack.append(stored)
                 self.buffer.add(action, reward, terminated, stored)
                 recorder.add(action, reward, terminated, stored)
                 episode_return += float(reward)
                 length += 1
                 state.step += 1
-                obs, done = next_obs, terminated or truncated or state.step >= self.total_steps
+                done = terminated or truncated or state.step >= self.total_steps
                 progress.update(state.step, episode=state.episode, last_return=round(episode_return, 1))
             recorder.finish(state.episode)
             state.episode += 1

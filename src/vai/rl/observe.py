@@ -1,18 +1,21 @@
 """What the agent's encoder sees: crop, the frozen adapter (VAI), and each algorithm's augmentation.
 
-The replay buffer stores one frame per step in the form the agent learns from. For ``vai`` that is
-the *adapted* frame: the frozen adapter runs once per frame, when the frame is stored, on the
-centre crop the policy sees at test time (mask x frame there; the 8-pixel rim that only training's
-random crops reach takes the mask's nearest edge value, as :func:`place_masks` extends it). So the
-adapter costs one small forward pass per environment step instead of six per sampled transition,
-and training and evaluation see the same adapted pixels.
+The replay buffer stores one frame per step in the form the agent learns from (the *stored form*).
+For ``vai`` that is the *adapted* frame: the frozen adapter runs once per frame, when the frame is
+stored, on the centre crop the policy sees at test time (mask x frame there; the 8-pixel rim that
+only training's random crops reach takes the mask's nearest edge value, as :func:`place_masks`
+extends it). With ``downsample`` d > 1 (CPU presets) the stored frame is then average-pooled to
+1/d of its side, so sampling, cropping, augmentation and the encoder all work on d² times fewer
+pixels and nothing is pooled per update. The adapter thus costs one small forward pass per
+environment step instead of six per sampled transition, and training, acting and evaluation see
+the same pixels.
 
-Training view (stacks sampled from replay): random crop 100 -> 84 (RAD / PAD); ``drq`` instead
-shifts the centre crop by up to 4 pixels (DrQ); ``vai`` then adds VAI's adapt_aug (small boxes,
-Gaussian noise). ``svea``'s random convolution is applied by the agent to a second copy of the batch.
-Evaluation view (raw environment observations): the adapter for ``vai``, centre crop, nothing random.
-Views are float (B, 3F, S, S) in [0, 1] on the input's device; with ``downsample`` d > 1 they are
-average-pooled to S / d (a cheaper encoder for CPU runs).
+Training view (stacks sampled from replay): random crop (100 -> 84, or 50 -> 42 at d = 2; RAD /
+PAD); ``drq`` instead shifts the centre crop by up to 4 / d pixels (DrQ); ``vai`` then adds VAI's
+adapt_aug (small boxes, Gaussian noise). ``svea``'s random convolution is applied by the agent to a
+second copy of the batch. Policy view (stacks in stored form): the centre crop, nothing random.
+Evaluation view (raw environment observations): stored form, then the policy view. Views are float
+(B, 3F, S / d, S / d) in [0, 1] on the input's device.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ from vai.config import RLPreset
 from vai.rl.augment import adapt_aug, random_crop, random_shift
 from vai.vision.adapter import AttentionAdapter, center_crop, place_masks
 
+DRQ_PAD = 4
+"""DrQ's shift in pixels at full resolution."""
+
+BOX_MAX = 10
+"""Largest side of adapt_aug's boxes in pixels at full resolution."""
+
 
 class ObservationPipeline(nn.Module):
     def __init__(self, algorithm: str, preset: RLPreset, adapter: AttentionAdapter | None = None):
@@ -34,7 +43,11 @@ class ObservationPipeline(nn.Module):
             raise ValueError("the vai algorithm needs an adapter and the others take none")
         if adapter is not None and adapter.size != preset.image_size:
             raise ValueError(f"the adapter was trained at {adapter.size} px, the agent sees {preset.image_size} px")
+        if preset.downsample < 1 or preset.image_size % preset.downsample:
+            raise ValueError(f"downsample {preset.downsample} does not divide image_size {preset.image_size}")
         self.algorithm, self.size, self.downsample = algorithm, preset.image_size, preset.downsample
+        self.crop = preset.image_size // preset.downsample
+        """Side of the views the encoder sees."""
         self.boxes, self.noise = preset.adapt_boxes, preset.adapt_noise
         self.adapter = adapter.eval().requires_grad_(False) if adapter is not None else None
 
@@ -44,43 +57,54 @@ class ObservationPipeline(nn.Module):
             self.adapter.eval()  # frozen: never in training mode
         return self
 
+    def stored_shape(self, frame_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Shape of a stored frame for environment frames of ``frame_shape`` (3, H, W)."""
+        channels, height, width = frame_shape
+        return channels, height // self.downsample, width // self.downsample
+
     @torch.no_grad()
-    def adapt_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (N, 3, H, W) -> the stored form, uint8 (N, 3, H, W): masked for ``vai``."""
-        if self.adapter is None:
+    def store_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (N, 3, H, W) -> the stored form, uint8: masked for ``vai``, pooled by d."""
+        if self.adapter is None and self.downsample == 1:
             return frames
         images = frames.float() / 255
-        masks = self.adapter(center_crop(images, self.size))[:, 0]  # (N, S, S)
-        masks = place_masks(masks, images.shape[-2:])
-        return (images * masks[:, None] * 255).round().to(torch.uint8)
+        if self.adapter is not None:
+            masks = self.adapter(center_crop(images, self.size))[:, 0]  # (N, S, S)
+            images = images * place_masks(masks, images.shape[-2:])[:, None]
+        if self.downsample > 1:
+            images = F.avg_pool2d(images, self.downsample)
+        return (images * 255).round().to(torch.uint8)
 
     def store(self, observation: np.ndarray) -> np.ndarray:
         """The newest frame of an environment observation (3F, H, W), as the replay buffer keeps it."""
         frame = torch.as_tensor(np.ascontiguousarray(observation[-3:]), device=self._device()).unsqueeze(0)
-        return self.adapt_frames(frame)[0].cpu().numpy()
+        return self.store_frames(frame)[0].cpu().numpy()
 
-    def adapt_stacks(self, observations: torch.Tensor) -> torch.Tensor:
-        """Raw stacks (B, 3F, H, W) -> stored form, every frame adapted."""
+    def store_stacks(self, observations: torch.Tensor) -> torch.Tensor:
+        """Raw stacks (B, 3F, H, W) -> stored form, every frame."""
         batch, channels, height, width = observations.shape
-        frames = self.adapt_frames(observations.reshape(-1, 3, height, width))
-        return frames.reshape(batch, channels, height, width)
+        frames = self.store_frames(observations.reshape(-1, 3, height, width))
+        return frames.reshape(batch, channels, *frames.shape[-2:])
 
     def train_view(self, stored: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Stacks from replay (stored form) -> augmented float crops."""
         if self.algorithm == "drq":
-            return self._pool(random_shift(center_crop(stored, self.size).float(), generator=generator) / 255)
-        images = random_crop(stored, self.size, generator).float() / 255
+            centre = center_crop(stored, self.crop).float() / 255
+            return random_shift(centre, max(1, DRQ_PAD // self.downsample), generator)
+        images = random_crop(stored, self.crop, generator).float() / 255
         if self.adapter is not None:
-            images = adapt_aug(images, self.boxes, self.noise, generator)
-        return self._pool(images)
+            box_max = max(1, BOX_MAX // self.downsample)
+            images = adapt_aug(images, self.boxes, self.noise, generator, box_max)
+        return images
+
+    def policy_view(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stacks in stored form -> the centre crops the policy sees."""
+        return center_crop(stored, self.crop).float() / 255
 
     @torch.no_grad()
     def eval_view(self, observations: torch.Tensor) -> torch.Tensor:
         """Raw environment stacks -> centre crops as the policy sees them."""
-        return self._pool(center_crop(self.adapt_stacks(observations), self.size).float() / 255)
-
-    def _pool(self, images: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(images, self.downsample) if self.downsample > 1 else images
+        return self.policy_view(self.store_stacks(observations))
 
     def _device(self) -> torch.device:
         return next(self.adapter.parameters()).device if self.adapter is not None else torch.device("cpu")

@@ -11,7 +11,9 @@ Per update (every agent step after the random phase): the critic (and encoder); 
 ``actor_update_every`` steps the actor and temperature; every ``target_update_every`` steps the
 target critic moves by ``critic_tau`` (Q heads) and ``encoder_tau`` (encoder); every
 ``aux_update_every`` steps PAD's heads. ``svea`` evaluates the critic on the clean batch and on a
-randomly convolved copy, both against the clean target (Hansen et al. 2021, Eq. 6).
+randomly convolved copy, both against the clean target (Hansen et al. 2021, Eq. 6). The actor's
+step reuses the conv output of the critic's step (detached), so an update makes one gradient pass
+through the convs for the critic, two forward passes for the target, and the heads' own passes.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ class Actor(nn.Module):
 
     def forward(self, images: torch.Tensor, detach_shared: bool = False, generator: torch.Generator | None = None):
         """(mean action, sampled action, log prob of the sample, log std); all squashed by tanh."""
-        mu, log_std = self.trunk(self.encoder(images, detach_shared)).chunk(2, dim=-1)
+        return self.policy(self.encoder(images, detach_shared), generator)
+
+    def policy(self, features: torch.Tensor, generator: torch.Generator | None = None):
+        """The same from the encoder's features."""
+        mu, log_std = self.trunk(features).chunk(2, dim=-1)
         # Bounded log std (SAC-AE): tanh into [log_std_min, log_std_max].
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device)
@@ -73,8 +79,10 @@ class Critic(nn.Module):
 
     def forward(self, images: torch.Tensor, action: torch.Tensor, detach_encoder: bool = False):
         features = self.encoder(images)
-        if detach_encoder:
-            features = features.detach()
+        return self.q(features.detach() if detach_encoder else features, action)
+
+    def q(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both Q values from the encoder's features."""
         joined = torch.cat([features, action], dim=-1)
         return self.q1(joined), self.q2(joined)
 
@@ -160,7 +168,17 @@ class SACAgent(nn.Module):
     def act(self, observation: np.ndarray, sample: bool = False) -> np.ndarray:
         """An action in [-1, 1] for one uint8 observation (3F, H, W): the policy's mean, or a sample."""
         batch = torch.as_tensor(np.ascontiguousarray(observation), device=self.device).unsqueeze(0)
-        mu, pi, _, _ = self.actor(self.observe.eval_view(batch), generator=self.generator)
+        return self._act(self.observe.eval_view(batch), sample)
+
+    @torch.no_grad()
+    def act_stored(self, frames: list[np.ndarray], sample: bool = False) -> np.ndarray:
+        """The same for a stack given as its frames in stored form (:meth:`ObservationPipeline.store`),
+        oldest first: the training loop keeps them, so acting needs no second adapter pass."""
+        batch = torch.as_tensor(np.concatenate(frames), device=self.device).unsqueeze(0)
+        return self._act(self.observe.policy_view(batch), sample)
+
+    def _act(self, view: torch.Tensor, sample: bool) -> np.ndarray:
+        mu, pi, _, _ = self.actor(view, generator=self.generator)
         return (pi if sample else mu)[0].cpu().numpy()
 
     # -- learning ---------------------------------------------------------------------------------
@@ -170,9 +188,9 @@ class SACAgent(nn.Module):
         preset = self.preset
         obs = self.observe.train_view(batch.obs, self.generator)
         next_obs = self.observe.train_view(batch.next_obs, self.generator)
-        metrics = self._update_critic(obs, batch.action, batch.reward, batch.not_done, next_obs)
+        metrics, trunk, features = self._update_critic(obs, batch.action, batch.reward, batch.not_done, next_obs)
         if step % preset.actor_update_every == 0:
-            metrics.update(self._update_actor(obs))
+            metrics.update(self._update_actor(trunk.detach(), features.detach()))
         if step % preset.target_update_every == 0:
             self.soft_update_target()
         if self.aux is not None and step % preset.aux_update_every == 0:
@@ -185,27 +203,36 @@ class SACAgent(nn.Module):
             target_q1, target_q2 = self.critic_target(next_obs, next_action)
             soft_value = torch.min(target_q1, target_q2) - self.alpha.detach() * next_log_prob
             target = reward + not_done * self.preset.discount * soft_value
+        encoder = self.critic.encoder
         if self.algorithm == "svea":
             augmented = random_convolution(obs, self.generator)
-            q1, q2 = self.critic(torch.cat([obs, augmented]), torch.cat([action, action]))
+            trunk = encoder.trunk(torch.cat([obs, augmented]))
+            features = encoder.head(trunk)
+            q1, q2 = self.critic.q(features, torch.cat([action, action]))
             weights = torch.cat(
                 [torch.full_like(target, self.preset.svea_alpha), torch.full_like(target, self.preset.svea_beta)]
             )
             doubled = torch.cat([target, target])
             loss = (weights * ((q1 - doubled) ** 2 + (q2 - doubled) ** 2)).sum() / target.shape[0]
             q1 = q1[: target.shape[0]]
+            trunk, features = trunk[: target.shape[0]], features[: target.shape[0]]
         else:
-            q1, q2 = self.critic(obs, action)
+            trunk = encoder.trunk(obs)
+            features = encoder.head(trunk)
+            q1, q2 = self.critic.q(features, action)
             loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
-        return {"critic_loss": loss.detach(), "q": q1.detach().mean()}
+        return {"critic_loss": loss.detach(), "q": q1.detach().mean()}, trunk, features
 
-    def _update_actor(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        # The actor's gradient stops at the conv layers (SAC-AE): only the critic shapes them.
-        _, action, log_prob, log_std = self.actor(obs, detach_shared=True, generator=self.generator)
-        q1, q2 = self.critic(obs, action, detach_encoder=True)
+    def _update_actor(self, trunk: torch.Tensor, critic_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``trunk``: the conv output of the batch, ``critic_features``: the critic's features of it,
+        both from the critic's update and detached. Reusing them (as DrQ-v2 does) saves two passes
+        through the convs; the actor's gradient stops at the conv layers anyway (SAC-AE), so only
+        the critic shapes them. The Q heads are those just updated."""
+        _, action, log_prob, log_std = self.actor.policy(self.actor.encoder.head(trunk), self.generator)
+        q1, q2 = self.critic.q(critic_features, action)
         actor_loss = (self.alpha.detach() * log_prob - torch.min(q1, q2)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -252,6 +279,6 @@ class SACAgent(nn.Module):
         obs = torch.as_tensor(observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
         next_obs = torch.as_tensor(next_observation, device=self.device).unsqueeze(0).expand(copies, -1, -1, -1)
         actions = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0).expand(copies, -1)
-        obs_view = self.observe.train_view(self.observe.adapt_stacks(obs.contiguous()), self.generator)
-        next_view = self.observe.train_view(self.observe.adapt_stacks(next_obs.contiguous()), self.generator)
+        obs_view = self.observe.train_view(self.observe.store_stacks(obs.contiguous()), self.generator)
+        next_view = self.observe.train_view(self.observe.store_stacks(next_obs.contiguous()), self.generator)
         return self._update_aux(obs_view, actions, None, next_view, tasks)

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vai.atomic import atomic_write
 from vai.envs import make_env
@@ -41,7 +42,8 @@ def _tile(agent, observation: np.ndarray) -> np.ndarray:
     batch = torch.as_tensor(observation, device=agent.device).unsqueeze(0)
     size = agent.preset.image_size
     raw = center_crop(batch, size)[0, -3:].permute(1, 2, 0).cpu().numpy()
-    seen = agent.observe.eval_view(batch)[0, -3:]
+    seen = agent.observe.eval_view(batch)[:, -3:]
+    seen = F.interpolate(seen, size=(size, size), mode="nearest")[0]  # downsampled views shown at full size
     adapter = agent.observe.adapter
     if adapter is not None:
         mask = adapter(center_crop(batch, size)[:, -3:].float() / 255)[0, 0].cpu().numpy()
