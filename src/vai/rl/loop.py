@@ -4,7 +4,8 @@ The loop receives its environment, agent, replay buffer and logger from outside 
 builds them), so each can be replaced and tested alone. Hot path: one ``act`` and one ``update``
 per agent step and no device-to-host copy besides the action; the policy acts on the stack of
 stored frames the loop keeps (for ``vai`` already adapted, so the adapter runs once per environment
-step); update metrics stay on the device and are averaged once per episode. Episodes, evaluations and checkpoints happen between episodes.
+step); update metrics stay on the device and are averaged once per episode. Episodes, evaluations
+and checkpoints happen between episodes.
 """
 
 from __future__ import annotations
