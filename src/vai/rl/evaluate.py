@@ -10,7 +10,6 @@ episodes from the self-supervised heads, then is thrown away: the checkpoint its
 from __future__ import annotations
 
 import copy
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from vai.data.video import VideoCache
 from vai.envs import make_env
+from vai.rl.observe import StoredStack
 
 EVAL_BASE = 10_000_000
 """Evaluation environment seeds start here (training uses ``seed x 100003 + episode``)."""
@@ -75,13 +75,13 @@ def _evaluate_mode(env, agent, seeds: int, episodes: int, test_time_adaptation: 
             if episode == 0 and "video" in info:
                 played.append(str(info["video"]))
             done, total = False, 0.0
-            # The policy's input kept as stored frames, so each frame is adapted once (the same
-            # pixels as actor.act(obs); the adapter is frozen, test-time adaptation included).
-            stack = deque([actor.observe.store(obs)] * (obs.shape[0] // 3), maxlen=obs.shape[0] // 3)
+            # The same pixels as actor.act(obs), each frame adapted once (the adapter is frozen,
+            # test-time adaptation included).
+            stack = StoredStack(actor.observe, obs)
             while not done:
-                action = actor.act_stored(list(stack))
+                action = actor.act_stored(stack.frames)
                 next_obs, reward, terminated, truncated, info = env.step(action)
-                stack.append(actor.observe.store(next_obs))
+                stack.push(next_obs)
                 if test_time_adaptation:
                     actor.adapt(obs, action, next_obs)
                 total += float(reward)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from vai.errors import TrainingDiverged
 from vai.rl.checkpoint import save_checkpoint
 from vai.rl.episodes import EpisodeRecorder
 from vai.rl.logger import Progress, RunLogger
+from vai.rl.observe import StoredStack
 from vai.rl.replay import ReplayBuffer
 
 
@@ -84,11 +84,9 @@ class Trainer:
             self._evaluate(state)  # the untrained policy: the curve's starting point
         while state.step < self.total_steps:
             obs, _ = self.env.reset(seed=episode_seed(self.seed, state.episode))
-            stored = self.agent.observe.store(obs)  # the frame as replay keeps it (adapted for vai)
-            self.buffer.start_episode(stored)
-            recorder.start(stored)
-            # The policy's stack in stored form; at reset the first frame fills it, as in the env.
-            stack = deque([stored] * self.buffer.stack, maxlen=self.buffer.stack)
+            stack = StoredStack(self.agent.observe, obs)  # frames as replay keeps them (adapted for vai)
+            self.buffer.start_episode(stack.newest)
+            recorder.start(stack.newest)
             episode_return, length, started = 0.0, 0, time.perf_counter()
             sums: dict[str, torch.Tensor] = {}
             counts: dict[str, int] = {}
@@ -97,7 +95,7 @@ class Trainer:
                 if state.step < preset.init_steps:
                     action = action_rng.uniform(space.low, space.high).astype(np.float32)
                 else:
-                    action = self.agent.act_stored(list(stack), sample=True)
+                    action = self.agent.act_stored(stack.frames, sample=True)
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
@@ -106,8 +104,7 @@ class Trainer:
                         sums[name] = sums[name] + value if name in sums else value
                         counts[name] = counts.get(name, 0) + 1
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
-                stored = self.agent.observe.store(next_obs)
-                stack.append(stored)
+                stored = stack.push(next_obs)
                 self.buffer.add(action, reward, terminated, stored)
                 recorder.add(action, reward, terminated, stored)
                 episode_return += float(reward)

@@ -20,6 +20,8 @@ Evaluation view (raw environment observations): stored form, then the policy vie
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -108,3 +110,23 @@ class ObservationPipeline(nn.Module):
 
     def _device(self) -> torch.device:
         return next(self.adapter.parameters()).device if self.adapter is not None else torch.device("cpu")
+
+
+class StoredStack:
+    """The policy's current stack kept as stored frames (oldest first), so that acting on it needs
+    no second pass of the adapter: each environment frame is stored once. At reset the first frame
+    fills the stack, as the environment fills its own."""
+
+    def __init__(self, pipeline: ObservationPipeline, observation: np.ndarray):
+        self.pipeline = pipeline
+        depth = observation.shape[0] // 3
+        self.frames: deque[np.ndarray] = deque([pipeline.store(observation)] * depth, maxlen=depth)
+
+    @property
+    def newest(self) -> np.ndarray:
+        return self.frames[-1]
+
+    def push(self, observation: np.ndarray) -> np.ndarray:
+        """Store the newest frame of ``observation``, add it to the stack and return it."""
+        self.frames.append(self.pipeline.store(observation))
+        return self.frames[-1]

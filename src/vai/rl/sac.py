@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -171,9 +172,9 @@ class SACAgent(nn.Module):
         return self._act(self.observe.eval_view(batch), sample)
 
     @torch.no_grad()
-    def act_stored(self, frames: list[np.ndarray], sample: bool = False) -> np.ndarray:
+    def act_stored(self, frames: Sequence[np.ndarray], sample: bool = False) -> np.ndarray:
         """The same for a stack given as its frames in stored form (:meth:`ObservationPipeline.store`),
-        oldest first: the training loop keeps them, so acting needs no second adapter pass."""
+        oldest first (:class:`StoredStack` keeps them), so acting needs no second adapter pass."""
         batch = torch.as_tensor(np.concatenate(frames), device=self.device).unsqueeze(0)
         return self._act(self.observe.policy_view(batch), sample)
 
