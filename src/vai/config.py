@@ -363,8 +363,8 @@ RL_PRESETS: dict[str, RLPreset] = {
 """``paper``: PAD / VAI settings for a GPU. ``quick``: the same SAC sized for a 2-core CPU and a few
 thousand updates: 42-px views of a 2-layer, 16-filter encoder, and values that settle within such a
 run (discount 0.9 and a target critic that moves by 0.05 every step, where the paper's 0.99 and
-0.01 every 2 steps need tens of thousands of updates; on cartpole_balance the paper's values showed
-no learning by 32k frames on this CPU, the quick ones a rise from about 250 to 340-390)."""
+0.01 every 2 steps need tens of thousands of updates; on cartpole_balance discount 0.99 showed no
+learning by 32k frames on a 2-core CPU, 0.9 a rise from about 250 to 340-390; see the README)."""
 
 
 def get_rl_preset(name: str) -> RLPreset:
