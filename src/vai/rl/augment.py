@@ -78,14 +78,18 @@ def adapt_aug(
         colour = torch.rand(batch, boxes, 3, generator=generator, device=device)
         rows = torch.arange(height, device=device)
         cols = torch.arange(width, device=device)
+        in_rows = (rows >= top[..., None]) & (rows < (top + side[..., 0])[..., None])  # (B, boxes, H)
+        in_cols = (cols >= left[..., None]) & (cols < (left + side[..., 1])[..., None])  # (B, boxes, W)
+        inside = in_rows[..., :, None] & in_cols[..., None, :]  # (B, boxes, H, W)
+        # Each pixel takes the colour of the last box covering it (later boxes cover earlier ones), so
+        # the whole batch is painted by one gather and one select, whatever the number of boxes.
+        order = torch.arange(1, boxes + 1, device=device)[None, :, None, None]
+        last = (inside * order).amax(1)  # (B, H, W): 0 = no box
+        palette = torch.cat([torch.zeros(batch, 1, 3, device=device), colour], dim=1)  # (B, 1 + boxes, 3)
+        painted = palette.gather(1, last.reshape(batch, -1, 1).expand(-1, -1, 3))  # (B, H*W, 3)
+        painted = painted.transpose(1, 2).reshape(batch, 1, 3, height, width)
         frames = channels // 3
-        out = out.reshape(batch, frames, 3, height, width)
-        # A loop over the few boxes, each painted on the whole batch; later boxes cover earlier ones.
-        for box in range(boxes):
-            in_rows = (rows >= top[:, box, None]) & (rows < (top[:, box] + side[:, box, 0])[:, None])  # (B, H)
-            in_cols = (cols >= left[:, box, None]) & (cols < (left[:, box] + side[:, box, 1])[:, None])  # (B, W)
-            inside = (in_rows[:, :, None] & in_cols[:, None, :])[:, None, None]  # (B, 1, 1, H, W)
-            out = torch.where(inside, colour[:, box, None, :, None, None], out)
+        out = torch.where(last[:, None, None] > 0, painted, out.reshape(batch, frames, 3, height, width))
         out = out.reshape(batch, channels, height, width)
     if noise > 0:
         out = out + noise * torch.randn(out.shape, generator=generator, device=device)
