@@ -68,13 +68,13 @@ def make_agent(algorithm: str, task: str, preset, device: torch.device) -> SACAg
 def update_seconds(agent: SACAgent, buffer: ReplayBuffer, updates: int, device: torch.device) -> float:
     batch_size = agent.preset.batch_size
     for step in range(1, 4):
-        agent.update(buffer.sample(batch_size), step)
+        agent.update(buffer.sample(batch_size, nstep=agent.preset.nstep), step)
     times = []
     for step in range(4, 4 + 2 * updates, 2):
         sync(device)
         start = time.perf_counter()
-        agent.update(buffer.sample(batch_size), step)
-        agent.update(buffer.sample(batch_size), step + 1)
+        agent.update(buffer.sample(batch_size, nstep=agent.preset.nstep), step)
+        agent.update(buffer.sample(batch_size, nstep=agent.preset.nstep), step + 1)
         sync(device)
         times.append((time.perf_counter() - start) / 2)
     return statistics.median(times)

@@ -16,7 +16,7 @@ from vai.rl.checkpoint import load_agent, save_checkpoint
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
 from vai.rl.replay import ReplayBuffer
-from vai.rl.sac import SACAgent
+from vai.rl.sac import SACAgent, nstep_return
 from vai.vision.adapter import AttentionAdapter
 
 TINY = RLPreset(
@@ -52,13 +52,13 @@ def filled_buffer(steps: int = 40, seed: int = 0) -> ReplayBuffer:
     return buffer
 
 
-@pytest.mark.parametrize("algorithm", ["sac", "drq", "svea", "vai"])
-def test_update_gives_finite_losses_for_every_algorithm(algorithm):
+@pytest.mark.parametrize(("algorithm", "nstep"), [("sac", 1), ("drq", 1), ("svea", 1), ("vai", 1), ("sac", 3)])
+def test_update_gives_finite_losses_for_every_algorithm(algorithm, nstep):
     agent = make_agent(algorithm)
     buffer = filled_buffer()
     metrics = {}
     for step in (1, 2):
-        metrics.update(agent.update(buffer.sample(16), step))
+        metrics.update(agent.update(buffer.sample(16, nstep=nstep), step))
     expected = {
         "critic_loss",
         "q",
@@ -232,3 +232,32 @@ def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
     raw = np.random.default_rng(1).integers(0, 256, (9, 100, 100), dtype=np.uint8)
     frames = [agent.observe.store(raw[i : i + 3]) for i in (0, 3, 6)]
     assert np.allclose(agent.act_stored(frames), agent.act(raw), atol=1e-5)
+
+
+@pytest.mark.parametrize("updates_per_step", [1, 3])
+def test_loop_makes_updates_per_step_updates_and_keeps_the_actor_schedule(tmp_path, updates_per_step):
+    preset = replace(TINY, aux_tasks="", frames=30, init_steps=10, updates_per_step=updates_per_step)
+    agent = make_agent(preset=preset)
+    buffer = ReplayBuffer(100, (3, 100, 100), 2)
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        Trainer(BrightSide(), agent, buffer, logger, preset, 1, tmp_path, "bright_side", seed=0, progress=False).train()
+    updates = (30 - 10) * updates_per_step
+
+    def adam_steps(optimizer):
+        return int(next(iter(optimizer.state.values()))["step"])
+
+    assert adam_steps(agent.critic_optimizer) == updates
+    assert adam_steps(agent.actor_optimizer) == updates // preset.actor_update_every
+
+
+def test_nstep_return_discounts_each_step_and_bootstraps_after_the_last():
+    buffer = ReplayBuffer(20, (3, 100, 100), 2)
+    blank = np.zeros((3, 100, 100), np.uint8)
+    buffer.start_episode(blank)
+    for reward, terminated in ((1.0, False), (2.0, False), (4.0, True)):
+        buffer.add(np.zeros(2, np.float32), reward, terminated, blank)
+    batch = buffer.sample(200, torch.Generator().manual_seed(0), nstep=2)
+    returns, bootstrap = nstep_return(batch, 0.5)
+    expected = {1.0: (2.0, 0.25), 2.0: (4.0, 0.0), 4.0: (4.0, 0.0)}  # 1 + 0.5 x 2; 2 + 0.5 x 4 (terminal)
+    for first, value, weight in zip(batch.reward[:, 0].tolist(), returns[:, 0].tolist(), bootstrap[:, 0].tolist()):
+        assert (value, weight) == expected[first]

@@ -109,3 +109,35 @@ def test_episode_files_refill_an_identical_buffer(tmp_path):
         assert torch.equal(getattr(original, name), getattr(rebuilt, name)), name
     with pytest.raises(FileNotFoundError):
         refill(ReplayBuffer(30, (3, 4, 4), action_dim=1), tmp_path, 3)
+
+
+def test_nstep_returns_stop_at_episode_ends_terminals_and_the_newest_transition():
+    buffer = ReplayBuffer(50, (3, 4, 4), action_dim=1)
+    fill(buffer, [[10, 11, 12, 13, 14]])
+    # Second episode: the step to 22 terminates it; a third episode follows and is still running.
+    buffer.start_episode(frame(20))
+    buffer.add(np.array([0.2], np.float32), 21.0, False, frame(21))
+    buffer.add(np.array([0.2], np.float32), 22.0, True, frame(22))
+    fill(buffer, [[30, 31, 32]])
+    batch = buffer.sample(3000, torch.Generator().manual_seed(0), nstep=3)
+    seen = {}
+    for first, rewards, steps, not_done, boot, next_obs in zip(
+        batch.reward[:, 0].tolist(),
+        batch.rewards.tolist(),
+        batch.bootstrap_steps[:, 0].tolist(),
+        batch.bootstrap_not_done[:, 0].tolist(),
+        stack_values(batch.bootstrap_obs),
+        stack_values(batch.next_obs),
+    ):
+        seen[first] = (rewards, steps, not_done, boot, next_obs)
+    assert len(seen) == 8
+    assert seen[11.0] == ([11, 12, 13], 3, 1.0, [11, 12, 13], [10, 10, 11])  # three steps, then bootstrap
+    assert seen[13.0] == ([13, 14, 0], 2, 1.0, [12, 13, 14], [11, 12, 13])  # the episode ends first
+    assert seen[14.0] == ([14, 0, 0], 1, 1.0, [12, 13, 14], [12, 13, 14])
+    assert seen[21.0] == ([21, 22, 0], 2, 0.0, [20, 21, 22], [20, 20, 21])  # terminal: no bootstrap
+    assert seen[22.0] == ([22, 0, 0], 1, 0.0, [20, 21, 22], [20, 21, 22])
+    assert seen[31.0] == ([31, 32, 0], 2, 1.0, [30, 31, 32], [30, 30, 31])  # the newest data ends first
+    # One-step sampling is the n-step batch with n = 1.
+    one = buffer.sample(16, torch.Generator().manual_seed(0))
+    assert one.bootstrap_obs is one.next_obs and torch.equal(one.rewards, one.reward)
+    assert torch.equal(one.bootstrap_steps, torch.ones_like(one.reward))

@@ -286,7 +286,12 @@ class RLPreset:
     init_steps: int = 1000
     """Agent steps of uniformly random actions before the first update."""
     batch_size: int = 128
+    updates_per_step: int = 1
+    """Agent updates per environment step after the random phase (the update-to-data ratio; PAD /
+    VAI: 1). More updates per step learn more from each frame where frames are the expensive part."""
     discount: float = 0.99
+    nstep: int = 1
+    """Steps of the critic's return before it bootstraps (PAD / VAI: 1; DrQ-v2: 3)."""
     image_size: int = 84
     """Random crop 100 -> 84 in training, centre crop in evaluation."""
     downsample: int = 1

@@ -1,11 +1,11 @@
 """The training loop: act, store, update, evaluate, checkpoint; read top to bottom like SAC's box.
 
 The loop receives its environment, agent, replay buffer and logger from outside (``vai.rl.stages``
-builds them), so each can be replaced and tested alone. Hot path: one ``act`` and one ``update``
-per agent step and no device-to-host copy besides the action; the policy acts on the stack of
-stored frames the loop keeps (for ``vai`` already adapted, so the adapter runs once per environment
-step); update metrics stay on the device and are averaged once per episode. Episodes, evaluations
-and checkpoints happen between episodes.
+builds them), so each can be replaced and tested alone. Hot path: one ``act`` and
+``updates_per_step`` updates per agent step and no device-to-host copy besides the action; the
+policy acts on the stack of stored frames the loop keeps (for ``vai`` already adapted, so the
+adapter runs once per environment step); update metrics stay on the device and are averaged once per
+episode. Episodes, evaluations and checkpoints happen between episodes.
 """
 
 from __future__ import annotations
@@ -99,10 +99,13 @@ class Trainer:
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
-                    metrics = self.agent.update(self.buffer.sample(preset.batch_size), state.step)
-                    for name, value in metrics.items():  # device tensors: summed, read once per episode
-                        sums[name] = sums[name] + value if name in sums else value
-                        counts[name] = counts.get(name, 0) + 1
+                    for repeat in range(preset.updates_per_step):
+                        # Numbered so that the actor's and target's schedules count updates, not steps.
+                        number = state.step * preset.updates_per_step + repeat
+                        metrics = self.agent.update(self.buffer.sample(preset.batch_size, nstep=preset.nstep), number)
+                        for name, value in metrics.items():  # device tensors: summed, read once per episode
+                            sums[name] = sums[name] + value if name in sums else value
+                            counts[name] = counts.get(name, 0) + 1
                 next_obs, reward, terminated, truncated, _ = self.env.step(action)
                 stored = stack.push(next_obs)
                 self.buffer.add(action, reward, terminated, stored)

@@ -32,6 +32,14 @@ class Batch:
     not_done: torch.Tensor
     """0 where the episode terminated at this transition (not at a time limit)."""
     next_obs: torch.Tensor
+    rewards: torch.Tensor
+    """(B, n) rewards of the n-step return from this transition on, 0 past its last step."""
+    bootstrap_obs: torch.Tensor
+    """Observation the n-step return bootstraps from (``next_obs`` itself when n = 1)."""
+    bootstrap_not_done: torch.Tensor
+    """0 where the return's last step terminated the episode."""
+    bootstrap_steps: torch.Tensor
+    """(B, 1) steps m <= n in the return: fewer where the episode (or the recorded data) ends first."""
 
 
 class ReplayBuffer:
@@ -105,8 +113,11 @@ class ReplayBuffer:
     def _newest(self, observation: np.ndarray) -> np.ndarray:
         return observation[-3:] if observation.shape[0] == 3 * self.stack else observation
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
-        """``batch_size`` transitions drawn uniformly (with replacement) among the whole ones."""
+    def sample(self, batch_size: int, generator: torch.Generator | None = None, nstep: int = 1) -> Batch:
+        """``batch_size`` transitions drawn uniformly (with replacement) among the whole ones, each
+        with the following ``nstep`` - 1 transitions of its episode for an n-step return (Sutton and
+        Barto, Ch. 7; DrQ-v2 uses n = 3): the return stops early at a terminal step, at the
+        episode's end and at the newest transition, and bootstraps from where it stops."""
         if len(self) == 0:
             raise RuntimeError("the replay buffer holds no transitions yet")
         draw = torch.randint(
@@ -116,7 +127,29 @@ class ReplayBuffer:
         position = self.position[next_slot]
         next_obs = self._stacks(next_slot, position)
         obs = self._stacks((next_slot - 1) % self.capacity, position - 1)
-        return Batch(obs, self.action[next_slot], self.reward[next_slot], self.not_done[next_slot], next_obs)
+        reward, not_done = self.reward[next_slot], self.not_done[next_slot]
+        batch = Batch(
+            obs, self.action[next_slot], reward, not_done, next_obs, reward, next_obs, not_done, torch.ones_like(reward)
+        )
+        if nstep == 1:
+            return batch
+        rewards, last_slot, steps = [reward], next_slot, torch.ones_like(reward)
+        going = not_done[:, 0] > 0  # the return may still take the next step
+        for ahead in range(1, nstep):
+            index = draw + ahead
+            slot = self.transition_slot[index.clamp(max=self.transitions_written - 1) % self.capacity]
+            # Recorded, and the same episode's next step (positions count on without a reset).
+            going = going & (index < self.transitions_written) & (self.position[slot] == position + ahead)
+            taken = going[:, None]
+            rewards.append(torch.where(taken, self.reward[slot], 0.0))
+            last_slot = torch.where(going, slot, last_slot)
+            steps = steps + taken
+            going = going & (self.not_done[slot][:, 0] > 0)
+        batch.rewards = torch.cat(rewards, dim=1)
+        batch.bootstrap_obs = self._stacks(last_slot, self.position[last_slot])
+        batch.bootstrap_not_done = self.not_done[last_slot]
+        batch.bootstrap_steps = steps
+        return batch
 
     def _stacks(self, slot: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Stacks (B, 3F, H, W) ending at ``slot`` (at ``position`` in its episode), oldest frame

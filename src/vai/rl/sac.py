@@ -5,7 +5,7 @@ its own projection, twin Q networks, a learned temperature, and PAD's self-super
     agent = SACAgent("vai", obs_shape=(9, 100, 100), action_dim=1, preset=get_rl_preset("paper"),
                      layers=(4, 4), adapter=adapter, device="cuda", seed=0)
     action = agent.act(observation, sample=True)        # numpy in, numpy out
-    metrics = agent.update(replay.sample(128), step)    # dict of 0-d tensors (no device sync)
+    metrics = agent.update(replay.sample(128, nstep=3), step)  # dict of 0-d tensors (no device sync)
 
 Per update (every agent step after the random phase): the critic (and encoder); every
 ``actor_update_every`` steps the actor and temperature; every ``target_update_every`` steps the
@@ -40,6 +40,13 @@ def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs)
     )
+
+
+def nstep_return(batch: Batch, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of discount^k x reward_k over the return's steps, discount^m x not_done at its end): the
+    critic's target is the first plus the second times the soft value of ``batch.bootstrap_obs``."""
+    powers = discount ** torch.arange(batch.rewards.shape[1], device=batch.rewards.device)
+    return (batch.rewards * powers).sum(1, keepdim=True), batch.bootstrap_not_done * discount**batch.bootstrap_steps
 
 
 class Actor(nn.Module):
@@ -188,22 +195,31 @@ class SACAgent(nn.Module):
         frames are in the stored form (:meth:`ObservationPipeline.store`)."""
         preset = self.preset
         obs = self.observe.train_view(batch.obs, self.generator)
-        next_obs = self.observe.train_view(batch.next_obs, self.generator)
-        metrics, trunk, features = self._update_critic(obs, batch.action, batch.reward, batch.not_done, next_obs)
+        bootstrap_obs = self.observe.train_view(batch.bootstrap_obs, self.generator)
+        target_return, bootstrap = nstep_return(batch, preset.discount)
+        metrics, trunk, features = self._update_critic(obs, batch.action, target_return, bootstrap, bootstrap_obs)
         if step % preset.actor_update_every == 0:
             metrics.update(self._update_actor(trunk.detach(), features.detach()))
         if step % preset.target_update_every == 0:
             self.soft_update_target()
         if self.aux is not None and step % preset.aux_update_every == 0:
+            # PAD's heads learn one-step dynamics: with n-step returns next_obs is a view of its own.
+            next_obs = (
+                bootstrap_obs
+                if batch.next_obs is batch.bootstrap_obs
+                else self.observe.train_view(batch.next_obs, self.generator)
+            )
             metrics.update(self._update_aux(obs, batch.action, batch.reward, next_obs))
         return metrics
 
-    def _update_critic(self, obs, action, reward, not_done, next_obs) -> dict[str, torch.Tensor]:
+    def _update_critic(self, obs, action, target_return, bootstrap, bootstrap_obs) -> dict[str, torch.Tensor]:
+        """Critic (and encoder) step towards ``target_return`` + ``bootstrap`` x soft value of
+        ``bootstrap_obs`` (for one-step returns: reward + discount x not_done x V(next_obs))."""
         with torch.no_grad():
-            _, next_action, next_log_prob, _ = self.actor(next_obs, generator=self.generator)
-            target_q1, target_q2 = self.critic_target(next_obs, next_action)
+            _, next_action, next_log_prob, _ = self.actor(bootstrap_obs, generator=self.generator)
+            target_q1, target_q2 = self.critic_target(bootstrap_obs, next_action)
             soft_value = torch.min(target_q1, target_q2) - self.alpha.detach() * next_log_prob
-            target = reward + not_done * self.preset.discount * soft_value
+            target = target_return + bootstrap * soft_value
         encoder = self.critic.encoder
         if self.algorithm == "svea":
             augmented = random_convolution(obs, self.generator)
