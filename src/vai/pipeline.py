@@ -193,6 +193,7 @@ def _finish(task, run: Path, agents: dict[str, Path], config, seconds, data_dir,
 
 def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
     from vai.atomic import write_text_atomic
+    from vai.report import EPISODES_COMPARED
 
     lines = [f"# vai run: {task}", ""]
     lines.append(
@@ -210,10 +211,16 @@ def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dic
     lines += ["## Learning", "", "![learning curves](curves.png)", ""]
     for name, summary in learned.items():
         if summary:
-            lines.append(
+            line = (
                 f"- {name}: evaluation return in `train` {summary['first_return']:.0f} before training -> "
                 f"{summary['last_return']:.0f} after {summary['last_frames']:.0f} frames"
             )
+            if "first_episodes" in summary:
+                line += (
+                    f"; training episodes {summary['first_episodes']:.0f} (mean of the first "
+                    f"{EPISODES_COMPARED}) -> {summary['last_episodes']:.0f} (mean of the last {EPISODES_COMPARED})"
+                )
+            lines.append(line)
     lines += ["", "## Generalisation", "", (run / "results.md").read_text(), ""]
     return write_text_atomic("\n".join(lines), run / "report.md")
 

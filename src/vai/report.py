@@ -70,14 +70,26 @@ def plot_curves(agent_dirs: dict[str, Path], out: Path, title: str) -> Path:
     return out
 
 
+EPISODES_COMPARED = 5
+"""Training episodes averaged at each end of the run in :func:`learning_summary`."""
+
+
 def learning_summary(agent_dir: Path, mode: str = "train") -> dict[str, float] | None:
-    """First and last evaluation return in ``mode`` (how much the agent learned), or None."""
+    """How much the agent learned: first and last evaluation return in ``mode``, and the mean
+    return of the first and of the last :data:`EPISODES_COMPARED` training episodes (the first
+    ones act at random, so they are the baseline the policy has to beat); None without an
+    evaluation."""
     rows = read_rows(agent_dir / f"eval_{mode}.csv")
     if not rows:
         return None
-    return {
+    summary = {
         "first_frames": float(rows[0]["frames"]),
         "first_return": float(rows[0]["return"]),
         "last_frames": float(rows[-1]["frames"]),
         "last_return": float(rows[-1]["return"]),
     }
+    episodes = [float(row["return"]) for row in read_rows(agent_dir / "train.csv")]
+    if len(episodes) >= 2 * EPISODES_COMPARED:
+        summary["first_episodes"] = float(np.mean(episodes[:EPISODES_COMPARED]))
+        summary["last_episodes"] = float(np.mean(episodes[-EPISODES_COMPARED:]))
+    return summary
