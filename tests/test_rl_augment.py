@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from vai.rl.augment import adapt_aug, crop_at, random_convolution, random_crop, random_shift
+from vai.rl.augment import adapt_aug, crop_at, random_convolution, random_crop, random_shift, standard_normal
 from vai.vision.adapter import center_crop
 
 
@@ -63,3 +64,20 @@ def test_adapt_aug_adds_small_boxes_and_noise_only():
     assert torch.equal(boxed[:, 0:3] != 0, boxed[:, 3:6] != 0)
     noisy = adapt_aug(torch.full((4, 9, 84, 84), 0.5), boxes=0, noise=0.005, generator=torch.Generator().manual_seed(1))
     assert 0.003 < (noisy - 0.5).std() < 0.007
+
+
+def test_noise_from_a_bank_is_a_window_of_it_at_a_random_offset():
+    bank = torch.randn(10_000, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    first, second = (standard_normal((4, 3, 10, 10), generator, torch.device("cpu"), bank) for _ in range(2))
+    assert first.shape == (4, 3, 10, 10)
+    flat = first.flatten()
+    offset = int(torch.nonzero(bank == flat[0])[0])
+    assert torch.equal(bank[offset : offset + flat.numel()], flat)  # one contiguous window
+    assert not torch.equal(first, second)  # another offset on the next call
+    with pytest.raises(ValueError, match="cannot fill"):
+        standard_normal((200, 100), generator, torch.device("cpu"), bank)
+    banked = adapt_aug(
+        torch.full((4, 9, 84, 84), 0.5), 0, 0.005, generator, noise_bank=torch.randn(4 * 9 * 84 * 84 * 2)
+    )
+    assert 0.003 < (banked - 0.5).std() < 0.007

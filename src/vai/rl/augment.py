@@ -7,6 +7,8 @@ together (they are one observation), different stacks independently.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -60,11 +62,36 @@ def random_convolution(images: torch.Tensor, generator: torch.Generator | None =
     return out.clamp(0, 1)
 
 
+def standard_normal(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, bank: torch.Tensor | None = None
+) -> torch.Tensor:
+    """N(0, 1) noise of ``shape``: drawn afresh, or a window of ``bank`` (precomputed N(0, 1) values,
+    at least as many as ``shape`` holds) at an offset drawn from ``generator`` (a CPU generator).
+
+    Every value in a window is still N(0, 1) and independent of the others; only windows of
+    different calls may overlap. The bank is the CPU's speed-up: drawing a million normals there
+    takes longer than the rest of the augmentation, while slicing takes nothing.
+    """
+    if bank is None:
+        return torch.randn(shape, generator=generator, device=device)
+    count = math.prod(shape)
+    if bank.numel() < count:
+        raise ValueError(f"a noise bank of {bank.numel()} values cannot fill {shape}")
+    offset = int(torch.randint(0, bank.numel() - count + 1, (1,), generator=generator))
+    return bank[offset : offset + count].view(shape)
+
+
 def adapt_aug(
-    images: torch.Tensor, boxes: int, noise: float, generator: torch.Generator | None = None, box_max: int = 10
+    images: torch.Tensor,
+    boxes: int,
+    noise: float,
+    generator: torch.Generator | None = None,
+    box_max: int = 10,
+    noise_bank: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """VAI's augmentation of the adapted observation: ``boxes`` small random boxes of random colour
     per stack (the same place in every frame) and Gaussian noise of std ``noise``; clamped to [0, 1].
+    ``noise_bank``: see :func:`standard_normal`.
 
     It teaches the agent to ignore the specks of background the adapter may leak at test time.
     """
@@ -92,5 +119,5 @@ def adapt_aug(
         out = torch.where(last[:, None, None] > 0, painted, out.reshape(batch, frames, 3, height, width))
         out = out.reshape(batch, channels, height, width)
     if noise > 0:
-        out = out + noise * torch.randn(out.shape, generator=generator, device=device)
+        out = out + noise * standard_normal(out.shape, generator, device, noise_bank)
     return out.clamp(0, 1)

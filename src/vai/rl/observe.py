@@ -37,6 +37,10 @@ DRQ_PAD = 4
 BOX_MAX = 10
 """Largest side of adapt_aug's boxes in pixels at full resolution."""
 
+NOISE_BANK_VIEWS = 4
+"""On a CPU, adapt_aug's Gaussian noise comes from a bank of this many training views' worth of
+N(0, 1) values, made once from a fixed seed (:func:`vai.rl.augment.standard_normal`)."""
+
 
 class ObservationPipeline(nn.Module):
     def __init__(self, algorithm: str, preset: RLPreset, adapter: AttentionAdapter | None = None):
@@ -52,6 +56,7 @@ class ObservationPipeline(nn.Module):
         """Side of the views the encoder sees."""
         self.boxes, self.noise = preset.adapt_boxes, preset.adapt_noise
         self.adapter = adapter.eval().requires_grad_(False) if adapter is not None else None
+        self._noise_bank: torch.Tensor | None = None
 
     def train(self, mode: bool = True) -> ObservationPipeline:
         super().train(mode)
@@ -96,8 +101,18 @@ class ObservationPipeline(nn.Module):
         images = random_crop(stored, self.crop, generator).float() / 255
         if self.adapter is not None:
             box_max = max(1, BOX_MAX // self.downsample)
-            images = adapt_aug(images, self.boxes, self.noise, generator, box_max)
+            images = adapt_aug(images, self.boxes, self.noise, generator, box_max, self._bank_for(images))
         return images
+
+    def _bank_for(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The CPU's noise bank, made (from a fixed seed, so a resumed run has the same bank) when
+        first needed or when views grow; None on a GPU, where fresh noise costs nothing."""
+        if images.device.type != "cpu" or self.noise <= 0:
+            return None
+        if self._noise_bank is None or self._noise_bank.numel() < images.numel():
+            generator = torch.Generator().manual_seed(0)
+            self._noise_bank = torch.randn(NOISE_BANK_VIEWS * images.numel(), generator=generator)
+        return self._noise_bank
 
     def policy_view(self, stored: torch.Tensor) -> torch.Tensor:
         """Stacks in stored form -> the centre crops the policy sees."""
