@@ -224,6 +224,7 @@ VISION_PRESETS: dict[str, VisionPreset] = {
         adapter_batch=32,
         adapter_steps=400,
         adapter_lr_every=30,
+        mask_eval_episodes=2,
     ),
 }
 """``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized so that ``vai run
@@ -346,7 +347,7 @@ RL_PRESETS: dict[str, RLPreset] = {
     "paper": RLPreset("paper"),
     "quick": RLPreset(
         "quick",
-        frames=26_000,
+        frames=24_000,
         init_steps=500,
         batch_size=64,
         downsample=2,
@@ -359,8 +360,8 @@ RL_PRESETS: dict[str, RLPreset] = {
         nstep=3,
         critic_tau=0.05,
         target_update_every=1,
-        eval_every=13_000,
-        eval_episodes=3,
+        eval_every=12_000,
+        eval_episodes=2,
         checkpoint_every=5_000,
         test_seeds=2,
         test_episodes=2,
