@@ -365,7 +365,7 @@ RL_PRESETS: dict[str, RLPreset] = {
         eval_episodes=2,
         checkpoint_every=5_000,
         test_seeds=2,
-        test_episodes=2,
+        test_episodes=1,
     ),
 }
 """``paper``: PAD / VAI settings for a GPU. ``quick``: the same SAC sized for a 2-core CPU and a few
