@@ -375,7 +375,7 @@ paper's 0.99, one-step returns and 0.01 every 2 steps need tens of thousands of 
 cartpole_balance (2-core CPU, README) discount 0.99 showed no learning by 32k frames, 0.9 a rise from
 about 250 to 340-390; 3-step returns lifted the training episodes to 460-530 by 27k-30k frames, where
 one-step returns and two updates per step reached about 330. Evaluations during training are few
-(start, middle, end): each costs as much rendering as 375 training steps."""
+(start, middle, end): each costs as much rendering as 250 training steps."""
 
 
 def get_rl_preset(name: str) -> RLPreset:
