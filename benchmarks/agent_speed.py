@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import vai
-from vai.config import encoder_layers, get_rl_preset, get_task
+from vai.config import encoder_layers, get_rl_preset, get_task, override
 from vai.machine import cpu_name
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
@@ -119,13 +119,14 @@ def main() -> None:
     parser.add_argument("--task", default="walker_walk")
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override RL preset fields")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
     print(f"device {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads, task {args.task}")
     print(f"{'preset':<7} {'algorithm':<9} {'batch':>5} {'update ms':>10} {'train frames/s':>15}")
     for preset_name in args.presets:
-        preset = get_rl_preset(preset_name)
+        preset = override(get_rl_preset(preset_name), args.set)
         for algorithm in args.algorithms:
             agent = make_agent(algorithm, args.task, preset, device)
             buffer = filled_buffer(args.task, 300, device if device.type == "cuda" else torch.device("cpu"), agent)

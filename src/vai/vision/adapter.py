@@ -187,7 +187,8 @@ def train_adapter(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         adapter = AttentionAdapter(size=preset.adapter_size)
-    # Channels-last (NHWC) convolutions: 10-17% less time per training step on a 2-core CPU.
+    # Channels-last (NHWC) convolutions: 10-17% less time per step on a 2-core CPU with procedural
+    # backgrounds; with an image folder the stage time of vai run did not change measurably.
     adapter.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(adapter.parameters(), lr=preset.adapter_lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, preset.adapter_lr_every, preset.adapter_lr_decay)
