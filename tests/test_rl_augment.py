@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vai.rl.augment import adapt_aug, crop_at, random_convolution, random_crop, random_shift, standard_normal
+from vai.rl.augment import (
+    adapt_aug,
+    crop_at,
+    paint_boxes,
+    random_convolution,
+    random_crop,
+    random_shift,
+    standard_normal,
+)
 from vai.vision.adapter import center_crop
 
 
@@ -64,6 +72,27 @@ def test_adapt_aug_adds_small_boxes_and_noise_only():
     assert torch.equal(boxed[:, 0:3] != 0, boxed[:, 3:6] != 0)
     noisy = adapt_aug(torch.full((4, 9, 84, 84), 0.5), boxes=0, noise=0.005, generator=torch.Generator().manual_seed(1))
     assert 0.003 < (noisy - 0.5).std() < 0.007
+
+
+def test_boxes_are_painted_in_order_at_their_places_in_every_frame():
+    generator = torch.Generator().manual_seed(2)
+    batch, boxes, box_max, side_px = 6, 5, 7, 20
+    images = torch.rand(batch, 9, side_px, side_px, generator=generator)
+    side = torch.randint(1, box_max + 1, (batch, boxes, 2), generator=generator)
+    top = torch.randint(0, side_px - box_max + 1, (batch, boxes), generator=generator)
+    left = torch.randint(0, side_px - box_max + 1, (batch, boxes), generator=generator)
+    top[:, 1], left[:, 1] = top[:, 0], left[:, 0]  # the second box covers (part of) the first
+    colour = torch.rand(batch, boxes, 3, generator=generator)
+    expected = images.clone()
+    for b in range(batch):
+        for k in range(boxes):  # later boxes paint over earlier ones
+            rows = slice(int(top[b, k]), int(top[b, k] + side[b, k, 0]))
+            cols = slice(int(left[b, k]), int(left[b, k] + side[b, k, 1]))
+            for frame in range(3):
+                expected[b, 3 * frame : 3 * frame + 3, rows, cols] = colour[b, k][:, None, None]
+    painted = images.clone()
+    paint_boxes(painted, top, left, side, colour, box_max)
+    assert torch.equal(painted, expected)
 
 
 def test_noise_from_a_bank_is_a_window_of_it_at_a_random_offset():

@@ -97,27 +97,38 @@ def adapt_aug(
     """
     batch, channels, height, width = images.shape
     device = images.device
-    out = images
+    out = images.clone(memory_format=torch.contiguous_format)
     if boxes > 0:
         side = torch.randint(1, box_max + 1, (batch, boxes, 2), generator=generator, device=device)
         top = (torch.rand(batch, boxes, generator=generator, device=device) * (height - side[..., 0] + 1)).long()
         left = (torch.rand(batch, boxes, generator=generator, device=device) * (width - side[..., 1] + 1)).long()
         colour = torch.rand(batch, boxes, 3, generator=generator, device=device)
-        rows = torch.arange(height, device=device)
-        cols = torch.arange(width, device=device)
-        in_rows = (rows >= top[..., None]) & (rows < (top + side[..., 0])[..., None])  # (B, boxes, H)
-        in_cols = (cols >= left[..., None]) & (cols < (left + side[..., 1])[..., None])  # (B, boxes, W)
-        inside = in_rows[..., :, None] & in_cols[..., None, :]  # (B, boxes, H, W)
-        # Each pixel takes the colour of the last box covering it (later boxes cover earlier ones), so
-        # the whole batch is painted by one gather and one select, whatever the number of boxes.
-        order = torch.arange(1, boxes + 1, device=device)[None, :, None, None]
-        last = (inside * order).amax(1)  # (B, H, W): 0 = no box
-        palette = torch.cat([torch.zeros(batch, 1, 3, device=device), colour], dim=1)  # (B, 1 + boxes, 3)
-        painted = palette.gather(1, last.reshape(batch, -1, 1).expand(-1, -1, 3))  # (B, H*W, 3)
-        painted = painted.transpose(1, 2).reshape(batch, 1, 3, height, width)
-        frames = channels // 3
-        out = torch.where(last[:, None, None] > 0, painted, out.reshape(batch, frames, 3, height, width))
-        out = out.reshape(batch, channels, height, width)
+        paint_boxes(out, top, left, side, colour, box_max)
     if noise > 0:
-        out = out + noise * standard_normal(out.shape, generator, device, noise_bank)
-    return out.clamp(0, 1)
+        out.add_(standard_normal(out.shape, generator, device, noise_bank), alpha=noise)
+    return out.clamp_(0, 1)
+
+
+def paint_boxes(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, side: torch.Tensor, colour: torch.Tensor, box_max: int
+) -> None:
+    """Paint boxes (B, K) at ``top``, ``left`` of ``side`` (B, K, 2) rows x columns in ``colour``
+    (B, K, 3) into every frame of ``images`` (B, 3F, H, W, contiguous), in place; sides are at most
+    ``box_max``. Where boxes overlap, the later box wins. Only the boxes' pixels are touched: each box
+    is listed as a ``box_max`` x ``box_max``
+    grid of pixel indices, the positions past its side repeating its last row and column, so the
+    work grows with the boxes' area, not the image's, and nothing waits on the device."""
+    batch, channels, height, width = images.shape
+    boxes = top.shape[1]
+    offsets = torch.arange(box_max, device=images.device)
+    rows = top[..., None] + torch.minimum(offsets, side[..., 0:1] - 1)  # (B, K, box_max)
+    cols = left[..., None] + torch.minimum(offsets, side[..., 1:2] - 1)
+    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(batch, -1)  # (B, K * box_max²)
+    order = torch.arange(1, boxes + 1, device=images.device).repeat_interleave(box_max * box_max)
+    # The last box covering each pixel (0: none); a pixel listed twice gets the same colour twice.
+    last = torch.zeros(batch, height * width, dtype=torch.long, device=images.device)
+    last.scatter_reduce_(1, pixels, order.expand(batch, -1), reduce="amax")
+    winner = last.gather(1, pixels) - 1  # (B, K * box_max²), in 0 .. K - 1
+    painted = colour.gather(1, winner[..., None].expand(-1, -1, 3))  # (B, K * box_max², 3)
+    flat = images.view(batch, channels // 3, 3, height * width)
+    flat[torch.arange(batch, device=images.device)[:, None], :, :, pixels] = painted[:, :, None, :].to(images.dtype)
