@@ -61,7 +61,9 @@ class PixelEncoder(nn.Module):
         return [p for layer in self._shared for p in layer.parameters()]
 
     def trunk(self, images: torch.Tensor, detach_shared: bool = False) -> torch.Tensor:
-        hidden = images
+        # Channels-last (NHWC) convolutions, as the vision networks train; flatten() below still
+        # orders the features (C, H, W), so the projection's weights mean the same in either layout.
+        hidden = images.contiguous(memory_format=torch.channels_last)
         for index, layer in enumerate(self.convs):
             hidden = torch.relu(layer(hidden))
             if detach_shared and index == len(self._shared) - 1:
