@@ -27,7 +27,7 @@ import torch
 
 import vai
 from vai.config import encoder_layers, get_rl_preset, get_task, override
-from vai.machine import cpu_name
+from vai.machine import cpu_name, keep_freed_memory
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
 from vai.rl.replay import ReplayBuffer
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override RL preset fields")
     args = parser.parse_args()
+    keep_freed_memory()  # as the vai command does
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
     print(f"device {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads, task {args.task}")

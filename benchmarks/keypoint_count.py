@@ -22,6 +22,7 @@ import torch
 
 from vai.config import get_vision_preset, override
 from vai.data.frames import load_frames, load_masks, masks_path
+from vai.machine import keep_freed_memory
 from vai.vision.collect import collect
 from vai.vision.keypoints import train_transporter
 from vai.vision.masks import counterfactual_masks
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score-every", type=int, default=4, help="score every n-th frame (speed)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the vai command does
     preset = override(get_vision_preset(args.preset), args.set)
     run = args.run or Path("runs") / args.task
     frames_path = run / "frames.npz"

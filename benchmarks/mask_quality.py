@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from vai.config import KEYPOINTS, get_vision_preset, override
+from vai.machine import keep_freed_memory
 from vai.vision import stages
 from vai.vision.collect import collect
 from vai.vision.evaluate import markdown_table
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--backgrounds", type=Path, default=None, help="natural images (default: DATA/backgrounds)")
     parser.add_argument("--fresh", action="store_true", help="redo every stage even if its output exists")
     args = parser.parse_args()
+    keep_freed_memory()  # as the vai command does
     data_dir = default_data_dir()
     if args.backgrounds is None and data_dir is not None and (data_dir / "backgrounds").is_dir():
         args.backgrounds = data_dir / "backgrounds"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vai.errors import TrainingDiverged, UserError
+from vai.machine import keep_freed_memory
 
 
 def _add_env_commands(subparsers) -> None:
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vai`` console script; returns the exit code."""
     # Behave like other Unix tools when piped into `head`: stop quietly, no BrokenPipeError.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -15,3 +15,26 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+MMAP_THRESHOLD = 32 * 2**20
+"""Blocks at least this large are mapped from the kernel (glibc's largest allowed threshold)."""
+TRIM_THRESHOLD = 256 * 2**20
+"""Free memory above this at the heap's top goes back to the kernel."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's allocator reuse freed blocks of up to ``MMAP_THRESHOLD`` instead of mapping and
+    unmapping them (with page faults on every first touch) each time torch makes a temporary tensor
+    of a few megabytes. Called by the ``vai`` command and the benchmarks, not on import: it is a
+    process-wide setting. Measured on a 2-core CPU (README): an adapter training step 16% faster,
+    Transporter and SAC steps about 5%. Returns False, changing nothing, where the C library is not
+    glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
