@@ -311,6 +311,15 @@ def test_cli_default_frame_count_comes_from_the_vision_preset(collected, tmp_pat
         args.func(args)
 
 
+def test_cli_writes_into_a_run_directory_and_refuses_run_with_out(tmp_path, capsys):
+    args = build_parser().parse_args(["collect", TASK, "--frames", "3", "--run", str(tmp_path / "mine")])
+    assert args.func(args) == 0
+    assert (tmp_path / "mine" / "frames.npz").is_file() and (tmp_path / "mine" / "frames.masks.npz").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["collect", TASK, "--run", str(tmp_path), "--out", str(tmp_path / "f.npz")])
+    assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_cli_rejects_an_unknown_preset(tmp_path):
     args = build_parser().parse_args(["collect", TASK, "--out", str(tmp_path / "f.npz"), "--preset", "huge"])
     with pytest.raises(UserError, match="unknown preset 'huge'; choose one of: paper, quick"):

@@ -20,7 +20,7 @@ def run_dir(tmp_path_factory, data_dir):
     run = tmp_path_factory.mktemp("run")
     env = {"VAI_DATA_DIR": str(data_dir)}
     steps = [
-        ("collect", TASK, "--frames", "40", "--out", str(run / "frames.npz")),
+        ("collect", TASK, "--frames", "40", "--run", str(run)),
         ("keypoints", TASK, "--run", str(run), "--preset", "quick", *TINY_TRANSPORTER),
         ("adapter", TASK, "--run", str(run), "--preset", "quick", *TINY_ADAPTER),
         (
@@ -94,7 +94,7 @@ def test_mask_picture_has_a_row_per_mode(run_dir):
 
 
 def test_stages_name_the_missing_step(tmp_path):
-    assert_user_error(run_vai("keypoints", TASK, "--run", str(tmp_path)), "vai collect")
+    assert_user_error(run_vai("keypoints", TASK, "--run", str(tmp_path)), f"vai collect {TASK} --run {tmp_path}")
     assert_user_error(run_vai("masks", "eval", TASK, "--run", str(tmp_path)), "vai keypoints")
 
 

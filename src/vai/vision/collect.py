@@ -7,6 +7,7 @@ file that only evaluation reads (see :mod:`vai.data.frames`).
 Examples::
 
     vai collect cartpole_swingup                       # 5000 frames -> runs/cartpole_swingup/frames.npz
+    vai collect cartpole_swingup --run runs/mine       # -> runs/mine/frames.npz, where 'vai keypoints --run' looks
     vai collect walker_walk --preset quick             # 2000 frames, the CPU-sized preset
     vai collect walker_walk --frames 1000 --extend     # add 1000 frames to the existing file
 """
@@ -160,9 +161,14 @@ def add_collect_command(subparsers: Any) -> argparse.ArgumentParser:
         "--frames", type=int, default=None, help="frames to record, or to add with --extend (default: the preset's)"
     )
     parser.add_argument("--preset", default="paper", help="vision preset for the defaults: paper or quick")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="frames file (default: runs/TASK/frames.npz); masks go beside it"
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="run directory, as the later stages take it: RUN/frames.npz (default: runs/TASK)",
     )
+    where.add_argument("--out", type=Path, default=None, help="frames file anywhere else; masks go beside it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extend", action="store_true", help="add frames to an existing --out")
     parser.add_argument("--data-dir", default=None, help="data directory (default: $VAI_DATA_DIR or the cache)")
@@ -174,7 +180,7 @@ def run_collect(args: argparse.Namespace) -> int:
     """Handler of ``vai collect``: prints progress and what it wrote; returns the exit code."""
     preset = get_vision_preset(args.preset)
     frames = args.frames if args.frames is not None else preset.collect_frames
-    out = args.out if args.out is not None else Path("runs") / args.task / "frames.npz"
+    out = args.out if args.out is not None else (args.run or Path("runs") / args.task) / "frames.npz"
 
     def log(message: str) -> None:
         print(f"collect {args.task}: {message}", flush=True)

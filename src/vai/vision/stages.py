@@ -47,7 +47,7 @@ def run_directory(task: str, run: str | Path | None) -> Path:
 def _frames(task: str, run: Path) -> FrameStore:
     path = run / FRAMES
     if not path.is_file():
-        raise UserError(f"no frames in {run}: run 'vai collect {task} --out {path}' first")
+        raise UserError(f"no frames in {run}: run 'vai collect {task} --run {run}' first")
     store = load_frames(path)
     if store.metadata.get("task") != task:
         raise UserError(f"{path} holds frames of {store.metadata.get('task')!r}, not {task!r}: choose another --run")
