@@ -168,7 +168,7 @@ KEYPOINTS: dict[str, int] = {
 }
 """Transporter keypoints per task: the best of the counts ``benchmarks/keypoint_count.py`` compared on
 each task's training frames (README: cartpole_balance, walker_walk, reacher_easy, ball_in_cup_catch,
-finger_spin), shared by the tasks of the same scene. Cheetah's and DrawerWorld's are first choices
+finger_spin, cheetah_run), shared by the tasks of the same scene. DrawerWorld's is a first choice
 scaled with the number of moving parts, still to be measured the same way."""
 
 
