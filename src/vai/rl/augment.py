@@ -115,9 +115,9 @@ def paint_boxes(
     """Paint boxes (B, K) at ``top``, ``left`` of ``side`` (B, K, 2) rows x columns in ``colour``
     (B, K, 3) into every frame of ``images`` (B, 3F, H, W, contiguous), in place; sides are at most
     ``box_max``. Where boxes overlap, the later box wins. Only the boxes' pixels are touched: each box
-    is listed as a ``box_max`` x ``box_max``
-    grid of pixel indices, the positions past its side repeating its last row and column, so the
-    work grows with the boxes' area, not the image's, and nothing waits on the device."""
+    is listed as a ``box_max`` x ``box_max`` grid of pixel indices, the positions past its side
+    repeating its last row and column, so the work grows with the boxes' area, not the image's, and
+    nothing waits on the device."""
     batch, channels, height, width = images.shape
     boxes = top.shape[1]
     offsets = torch.arange(box_max, device=images.device)

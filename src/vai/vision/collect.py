@@ -170,7 +170,7 @@ def add_collect_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     where.add_argument("--out", type=Path, default=None, help="frames file anywhere else; masks go beside it")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--extend", action="store_true", help="add frames to an existing --out")
+    parser.add_argument("--extend", action="store_true", help="add frames to the existing frames file")
     parser.add_argument("--data-dir", default=None, help="data directory (default: $VAI_DATA_DIR or the cache)")
     parser.set_defaults(func=run_collect)
     return parser
