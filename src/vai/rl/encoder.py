@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vai.vision.keypoints import channels_last
+
 
 def conv_stack(in_channels: int, num_filters: int, num_layers: int, first: int = 0) -> nn.ModuleList:
     """Layers ``first .. num_layers - 1`` of the conv trunk: 3x3, 32 filters, stride 2 for the first."""
@@ -63,7 +65,7 @@ class PixelEncoder(nn.Module):
     def trunk(self, images: torch.Tensor, detach_shared: bool = False) -> torch.Tensor:
         # Channels-last (NHWC) convolutions, as the vision networks train; flatten() below still
         # orders the features (C, H, W), so the projection's weights mean the same in either layout.
-        hidden = images.contiguous(memory_format=torch.channels_last)
+        hidden = channels_last(images)
         for index, layer in enumerate(self.convs):
             hidden = torch.relu(layer(hidden))
             if detach_shared and index == len(self._shared) - 1:

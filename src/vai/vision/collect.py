@@ -28,6 +28,7 @@ from vai.config import get_task, get_vision_preset
 from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, masks_path, save_frames, save_masks
 from vai.envs import make_env
 from vai.errors import UserError
+from vai.vision.stages import FRAMES, run_directory
 
 LOG_EVERY = 500
 """Frames between progress messages."""
@@ -180,7 +181,7 @@ def run_collect(args: argparse.Namespace) -> int:
     """Handler of ``vai collect``: prints progress and what it wrote; returns the exit code."""
     preset = get_vision_preset(args.preset)
     frames = args.frames if args.frames is not None else preset.collect_frames
-    out = args.out if args.out is not None else (args.run or Path("runs") / args.task) / "frames.npz"
+    out = args.out if args.out is not None else run_directory(args.task, args.run) / FRAMES
 
     def log(message: str) -> None:
         print(f"collect {args.task}: {message}", flush=True)
