@@ -13,8 +13,9 @@ import torch
 from vai.config import RLPreset
 from vai.errors import UserError
 from vai.rl.checkpoint import load_agent, save_checkpoint
+from vai.rl.episodes import refill
 from vai.rl.logger import RunLogger
-from vai.rl.loop import Trainer
+from vai.rl.loop import LoopState, Trainer
 from vai.rl.replay import ReplayBuffer
 from vai.rl.sac import SACAgent, nstep_return
 from vai.vision.adapter import AttentionAdapter
@@ -248,6 +249,61 @@ def test_loop_makes_updates_per_step_updates_and_keeps_the_actor_schedule(tmp_pa
 
     assert adam_steps(agent.critic_optimizer) == updates
     assert adam_steps(agent.actor_optimizer) == updates // preset.actor_update_every
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingBrightSide(BrightSide):
+    """BrightSide that raises at its ``crash_at``-th step, as a killed process stops mid-episode."""
+
+    def __init__(self, crash_at: int):
+        super().__init__()
+        self.crash_at, self.taken = crash_at, 0
+
+    def step(self, action):
+        self.taken += 1
+        if self.taken == self.crash_at:
+            raise Crash
+        return super().step(action)
+
+
+def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None):
+    agent = agent or make_agent(preset=preset, seed=3)
+    buffer = buffer or ReplayBuffer(100, (3, 100, 100), 2, seed=3)
+    with RunLogger(directory, tensorboard=False, resume_step=state.step if state else None) as logger:
+        trainer = Trainer(env or BrightSide(), agent, buffer, logger, preset, 1, directory, "bright_side", 3)
+        trainer.progress = False
+        trainer.train(state)
+    return agent.state_dict()
+
+
+def test_a_seed_reproduces_training_exactly(tmp_path):
+    # Everything random in training (actions, replay draws, crops, policy noise) comes from the seed,
+    # not from torch's global generator, which each process seeds at random.
+    preset = replace(TINY, aux_tasks="inverse", frames=40, init_steps=20)
+    torch.manual_seed(1)
+    first = train_tiny(tmp_path / "run1", preset)
+    torch.manual_seed(2)
+    second = train_tiny(tmp_path / "run2", preset)
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path):
+    # Checkpoints hold every random state and the replay is rebuilt from the recorded episodes.
+    preset = replace(TINY, aux_tasks="inverse", frames=40, init_steps=10, checkpoint_every=15)
+    whole = train_tiny(tmp_path / "whole", preset)
+    run = tmp_path / "crashed"
+    with pytest.raises(Crash):  # after the checkpoint at step 15 (end of episode 3), mid-episode 6
+        train_tiny(run, preset, env=CrashingBrightSide(crash_at=28))
+    agent, payload = load_agent(run / "checkpoints" / "last.pt", with_optimizers=True)
+    state = LoopState(**payload["loop"])
+    assert state.step == 15
+    buffer = ReplayBuffer(100, (3, 100, 100), 2, seed=3)
+    refill(buffer, run / "replay", state.episode)
+    resumed = train_tiny(run, preset, agent=agent, state=state, buffer=buffer)
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
 
 
 def test_nstep_return_discounts_each_step_and_bootstraps_after_the_last():

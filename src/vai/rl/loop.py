@@ -43,6 +43,8 @@ class LoopState:
     next_checkpoint: int = 0
     action_rng: dict[str, Any] = field(default_factory=dict)
     """State of the generator of the random actions of the first steps."""
+    replay_rng: torch.Tensor | None = None
+    """State of the replay buffer's generator (None in checkpoints older than it)."""
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -77,6 +79,8 @@ class Trainer:
         action_rng = np.random.default_rng(self.seed)
         if state.action_rng:
             action_rng.bit_generator.state = state.action_rng
+        if state.replay_rng is not None:
+            self.buffer.generator.set_state(state.replay_rng)
         recorder = EpisodeRecorder(self.run / "replay")
         progress = Progress(self.total_steps, initial=state.step, enabled=self.progress)
         space = self.env.action_space
@@ -154,6 +158,7 @@ class Trainer:
 
     def checkpoint(self, state: LoopState, action_rng: np.random.Generator, name: str = "last.pt") -> Path:
         state.action_rng = action_rng.bit_generator.state
+        state.replay_rng = self.buffer.generator.get_state()
         return save_checkpoint(self.agent, self.run / "checkpoints" / name, self.task, asdict(state))
 
     def _guard(self, row: dict[str, float], state: LoopState) -> None:

@@ -52,11 +52,15 @@ class ReplayBuffer:
         action_dim: int,
         stack: int = 3,
         device: str | torch.device = "cpu",
+        seed: int = 0,
     ):
         if capacity < stack + 2:
             raise ValueError(f"capacity {capacity} is too small for stacks of {stack}")
         self.capacity, self.stack, self.device = capacity, stack, torch.device(device)
         self.frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        """Draws of :meth:`sample` (unless it is given another): seeded, so a run's seed fixes them;
+        its state goes into checkpoints, so a resumed run draws what the whole run would have."""
         self.position = torch.zeros(capacity, dtype=torch.long, device=self.device)
         """Index of each slot's frame within its episode (0 = the reset frame)."""
         self.action = torch.zeros((capacity, action_dim), dtype=torch.float32, device=self.device)
@@ -121,7 +125,11 @@ class ReplayBuffer:
         if len(self) == 0:
             raise RuntimeError("the replay buffer holds no transitions yet")
         draw = torch.randint(
-            self._first_whole, self.transitions_written, (batch_size,), generator=generator, device=self.device
+            self._first_whole,
+            self.transitions_written,
+            (batch_size,),
+            generator=self.generator if generator is None else generator,
+            device=self.device,
         )
         next_slot = self.transition_slot[draw % self.capacity]
         position = self.position[next_slot]

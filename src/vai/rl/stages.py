@@ -129,7 +129,7 @@ def train_stage(
         capacity = total_steps + total_steps // episode_steps + 8
         replay_device = torch_device if (preset.replay_on_device and torch_device.type == "cuda") else "cpu"
         frame_shape = agent.observe.stored_shape((3, *obs_shape[1:]))
-        buffer = ReplayBuffer(capacity, frame_shape, action_dim, obs_shape[0] // 3, replay_device)
+        buffer = ReplayBuffer(capacity, frame_shape, action_dim, obs_shape[0] // 3, replay_device, seed)
         if state is not None and state.step < total_steps:
             refill(buffer, out / "replay", state.episode)
         out.mkdir(parents=True, exist_ok=True)
