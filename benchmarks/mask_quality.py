@@ -12,7 +12,8 @@ output is already in the run directory are reused (``--fresh`` redoes them).
 
 Targets (issue 3), adapter masks: recall >= 0.9 in every mode; IoU >= 0.7 in train and color_hard,
 >= 0.6 in the video modes. The script prints the table, the time of each stage and which targets are
-met, and writes ``mask_quality.json`` into each run directory.
+met (at the preset's ``adapter_threshold``, 0.5), the adapter's scores at other thresholds, and
+writes ``mask_quality.json`` into each run directory.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from vai.config import KEYPOINTS, get_vision_preset, override
 from vai.machine import keep_freed_memory
 from vai.vision import stages
 from vai.vision.collect import collect
-from vai.vision.evaluate import markdown_table
+from vai.vision.evaluate import markdown_table, sweep_table
 
 TARGETS = {"train": 0.7, "color_hard": 0.7, "video_easy": 0.6, "video_hard": 0.6}
 """Least adapter IoU per mode; recall must be >= RECALL everywhere."""
@@ -84,6 +85,8 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         args.device,
     )
     print(markdown_table(results, f"{task} ({preset.name} preset, seed {args.seed})"))
+    sweep = json.loads((run / "masks_eval.json").read_text()).get("adapter_by_threshold", {})
+    print(sweep_table(sweep, f"{task}: adapter masks by threshold (IoU / precision / recall)"))
     missed = []
     for mode, least in TARGETS.items():
         scores = results[mode]["adapter"]
@@ -102,6 +105,7 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         "machine": machine(args.device),
         "seconds": times,
         "results": results,
+        "adapter_by_threshold": sweep,
         "missed": missed,
     }
     (run / "mask_quality.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -180,3 +180,25 @@ def test_wrapper_masks_real_observations(env_factory):
     assert env.observation_space.contains(observation)
     observation, *_ = env.step(env.action_space.sample())
     assert env.observation_space.contains(observation)
+
+
+def test_mask_picture_shows_the_probability_and_what_the_agent_sees():
+    from vai.vision.evaluate import CROP, ModeFrames, adapter_probabilities, mask_grid
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (4, 3, 100, 100), dtype=np.uint8)
+    truth = np.zeros((4, 100, 100), bool)
+    truth[:, 40:60, 45:55] = True
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        adapter = AttentionAdapter(channels=4).eval()
+    image = mask_grid([ModeFrames("train", frames, truth)], adapter, samples=1)
+    probability = adapter_probabilities(adapter, frames[:1])[0]
+    assert 0.05 < probability.std()  # a soft mask, so the check below can tell it from a binary one
+    # Layout: 36-px header, 130-px label, then 84-px tiles drawn at 2x; sample pixels of each tile.
+    tile = [image[36 : 36 + 2 * CROP : 2, 130 + 2 * CROP * k : 130 + 2 * CROP * (k + 1) : 2] for k in range(4)]
+    observed = frames[0, :, 8:92, 8:92].transpose(1, 2, 0)
+    assert np.array_equal(tile[0], observed)
+    assert np.abs(tile[1][..., 0].astype(int) - probability * 255).max() <= 0.5 + 1e-3
+    assert np.abs(tile[2].astype(int) - observed * probability[..., None]).max() <= 0.5 + 1e-3
+    assert np.array_equal(tile[3][..., 0] > 0, truth[0, 8:92, 8:92])

@@ -82,7 +82,15 @@ def test_mask_evaluation_reports_both_mask_sources_per_mode(run_dir):
             assert scores["frames"] == 3
             assert 0.0 < scores["foreground_fraction"] < 1.0
     table = (run_dir / "masks_eval.md").read_text()
-    assert table.count("| video_hard |") == 2
+    assert table.count("| video_hard |") == 3  # two mask sources, then the adapter's threshold sweep
+    # The sweep scores the same adapter masks at other cuts: 0.5 is the preset's, and a higher cut
+    # keeps a subset of the pixels, so recall can only fall.
+    assert report["meta"]["adapter_threshold"] == 0.5
+    for mode, by_threshold in report["adapter_by_threshold"].items():
+        assert list(by_threshold) == ["0.3", "0.5", "0.7", "0.9"]
+        assert by_threshold["0.5"] == report["results"][mode]["adapter"]
+        recalls = [scores["recall"] for scores in by_threshold.values()]
+        assert recalls == sorted(recalls, reverse=True)
 
 
 def test_mask_picture_has_a_row_per_mode(run_dir):

@@ -206,6 +206,9 @@ class VisionPreset:
     """Missing foreground costs this many times more than leaked background (VAI)."""
     feature_weight: float = 0.5
     """Weight of the feature-consistency term between distracted and clean inputs (VAI)."""
+    adapter_threshold: float = 0.5
+    """Adapter probability above which a pixel counts as foreground when masks are scored; the agent
+    multiplies the probability itself into its observation, so this cut only affects the scores."""
     mask_eval_episodes: int = 3
     """``vai run``'s mask measurement: seeded random-policy episodes per mode..."""
     mask_eval_steps: int = 50

@@ -67,15 +67,25 @@ def record(
     return ModeFrames(mode, np.stack(frames), np.stack(truth))
 
 
+SWEEP = (0.3, 0.5, 0.7, 0.9)
+"""Thresholds at which ``vai masks eval`` also scores the adapter, to show its precision-recall trade."""
+
+
 @torch.no_grad()
-def adapter_masks(adapter: AttentionAdapter, frames: np.ndarray, device="cpu", batch: int = 256) -> np.ndarray:
-    """bool (N, 84, 84): the adapter's foreground (probability > 0.5) on centre-cropped frames."""
+def adapter_probabilities(adapter: AttentionAdapter, frames: np.ndarray, device="cpu", batch: int = 256) -> np.ndarray:
+    """float32 (N, 84, 84): the adapter's foreground probability on centre-cropped frames (the mask
+    the agent multiplies into its observation)."""
     adapter = adapter.to(device).eval()
     out = []
     for start in range(0, len(frames), batch):
         chunk = torch.as_tensor(frames[start : start + batch], device=device).float() / 255.0
-        out.append((adapter(center_crop(chunk, CROP)) > 0.5)[:, 0].cpu().numpy())
+        out.append(adapter(center_crop(chunk, CROP))[:, 0].cpu().numpy())
     return np.concatenate(out)
+
+
+def adapter_masks(adapter: AttentionAdapter, frames: np.ndarray, device="cpu", threshold: float = 0.5) -> np.ndarray:
+    """bool (N, 84, 84): the adapter's foreground (probability > ``threshold``) on centre-cropped frames."""
+    return adapter_probabilities(adapter, frames, device) > threshold
 
 
 def crop_truth(truth: np.ndarray) -> np.ndarray:
@@ -89,8 +99,10 @@ def evaluate_masks(
     adapter: AttentionAdapter | None,
     counterfactual: Callable[[np.ndarray], np.ndarray] | None,
     device="cpu",
+    threshold: float = 0.5,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{mode: {"adapter": scores, "counterfactual": scores}}`` for whichever masks are given."""
+    """``{mode: {"adapter": scores, "counterfactual": scores}}`` for whichever masks are given; the
+    adapter's masks are its probabilities above ``threshold``."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     for item in recorded:
         truth = crop_truth(item.truth)
@@ -98,8 +110,23 @@ def evaluate_masks(
         if counterfactual is not None:
             results[item.mode]["counterfactual"] = mask_scores(counterfactual(item.frames), truth).as_dict()
         if adapter is not None:
-            results[item.mode]["adapter"] = mask_scores(adapter_masks(adapter, item.frames, device), truth).as_dict()
+            predicted = adapter_masks(adapter, item.frames, device, threshold)
+            results[item.mode]["adapter"] = mask_scores(predicted, truth).as_dict()
     return results
+
+
+def threshold_sweep(
+    recorded: Sequence[ModeFrames], adapter: AttentionAdapter, thresholds: Sequence[float] = SWEEP, device="cpu"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{mode: {"0.5": scores, ...}}``: the adapter's masks scored at each threshold. Trained with
+    missed foreground costing ``pos_weight`` times leaked background, the adapter leans to recall;
+    higher thresholds trade recall for precision, and the table shows how much."""
+    sweep: dict[str, dict[str, dict[str, float]]] = {}
+    for item in recorded:
+        truth = crop_truth(item.truth)
+        probabilities = adapter_probabilities(adapter, item.frames, device)
+        sweep[item.mode] = {f"{t:g}": mask_scores(probabilities > t, truth).as_dict() for t in thresholds}
+    return sweep
 
 
 def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) -> str:
@@ -119,30 +146,57 @@ def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) 
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: dict, meta: dict, json_path: Path, markdown_path: Path, title: str) -> None:
-    write_json_atomic({"meta": meta, "results": results}, json_path)
-    write_text_atomic(markdown_table(results, title), markdown_path)
+def sweep_table(sweep: dict[str, dict[str, dict[str, float]]], title: str) -> str:
+    """One row per mode, one column per threshold: the adapter's IoU / precision / recall."""
+    thresholds = list(next(iter(sweep.values()))) if sweep else []
+    lines = [
+        f"### {title}",
+        "",
+        "| mode | " + " | ".join(f"> {t}" for t in thresholds) + " |",
+        "|---|" + "---|" * len(thresholds),
+    ]
+    for mode, by_threshold in sweep.items():
+        cells = [f"{s['iou']:.3f} / {s['precision']:.3f} / {s['recall']:.3f}" for s in by_threshold.values()]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(
+    results: dict, meta: dict, json_path: Path, markdown_path: Path, title: str, sweep: dict | None = None
+) -> None:
+    """``json_path``: meta, results and (if given) the adapter's threshold sweep; ``markdown_path``:
+    the tables."""
+    document = {"meta": meta, "results": results, **({"adapter_by_threshold": sweep} if sweep else {})}
+    write_json_atomic(document, json_path)
+    text = markdown_table(results, title)
+    if sweep:
+        text += "\n" + sweep_table(sweep, "adapter masks by threshold (IoU / precision / recall)")
+    write_text_atomic(text, markdown_path)
 
 
 def mask_grid(recorded: Sequence[ModeFrames], adapter: AttentionAdapter, samples: int = 2, device="cpu") -> np.ndarray:
-    """RGB image: per mode, ``samples`` frames as observation | adapter mask | masked obs | truth."""
+    """RGB image: per mode, ``samples`` frames as observation | adapter mask | masked obs | truth.
+
+    The mask is drawn as the adapter's probability (black 0, white 1) and the masked observation is
+    their product, as the agent receives it."""
     rows = []
     for item in recorded:
         picks = np.linspace(0, len(item.frames) - 1, samples).round().astype(int)
         frames = item.frames[picks]
-        predicted = adapter_masks(adapter, frames, device)
+        predicted = adapter_probabilities(adapter, frames, device)
         observed = crop_truth(frames).transpose(0, 2, 3, 1)
         truth = crop_truth(item.truth[picks])
         tiles = []
         for k in range(samples):
-            masked = observed[k] * predicted[k][..., None]
-            tiles += [observed[k], _gray(predicted[k]), masked.astype(np.uint8), _gray(truth[k])]
+            masked = (observed[k] * predicted[k][..., None]).round().astype(np.uint8)
+            tiles += [observed[k], _gray(predicted[k]), masked, _gray(truth[k])]
         rows.append((item.mode, tiles))
     return _compose(rows, samples)
 
 
 def _gray(mask: np.ndarray) -> np.ndarray:
-    return np.repeat(mask[..., None].astype(np.uint8) * 255, 3, axis=-1)
+    """bool or [0, 1] (H, W) -> uint8 (H, W, 3), 1 drawn white."""
+    return np.repeat((mask[..., None].astype(np.float32) * 255).round().astype(np.uint8), 3, axis=-1)
 
 
 def _compose(rows, samples: int) -> np.ndarray:
@@ -157,7 +211,8 @@ def _compose(rows, samples: int) -> np.ndarray:
         body.append(np.concatenate([label, row], axis=1))
     image = np.concatenate(body, axis=0)
     top = np.full((header, image.shape[1], 3), 255, np.uint8)
-    caption = "observation | adapter mask | masked observation | ground truth" + (" (x2)" if samples > 1 else "")
+    caption = "observation | adapter mask (probability) | masked observation, as the agent sees it | ground truth"
+    caption += " (x2)" if samples > 1 else ""
     cv2.putText(top, caption, (6, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([top, image], axis=0)
 

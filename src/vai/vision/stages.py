@@ -132,9 +132,10 @@ def masks_eval_stage(
     data_dir=None,
     device: str = "cpu",
 ) -> dict:
-    """Scores of the counterfactual and the adapter masks against ground truth, per mode."""
+    """Scores of the counterfactual and the adapter masks against ground truth, per mode; the
+    adapter's also at the thresholds of ``vai.vision.evaluate.SWEEP`` (in masks_eval.json and .md)."""
     from vai.vision.adapter import load_adapter
-    from vai.vision.evaluate import evaluate_masks, write_results
+    from vai.vision.evaluate import evaluate_masks, threshold_sweep, write_results
     from vai.vision.keypoints import load_transporter
     from vai.vision.masks import counterfactual_masks
 
@@ -149,9 +150,18 @@ def masks_eval_stage(
             return counterfactual_masks(transporter, frames, preset, device=device)
 
     recorded = _record_modes(task, modes, episodes, steps, seed, data_dir)
-    results = evaluate_masks(recorded, adapter, counterfactual, device)
-    meta = {"task": task, "preset": preset.name, "episodes": episodes, "steps": steps, "seed": seed}
-    write_results(results, meta, run / "masks_eval.json", run / "masks_eval.md", f"{task}: masks vs ground truth")
+    results = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
+    sweep = threshold_sweep(recorded, adapter, device=device) if adapter is not None else None
+    meta = {
+        "task": task,
+        "preset": preset.name,
+        "episodes": episodes,
+        "steps": steps,
+        "seed": seed,
+        "adapter_threshold": preset.adapter_threshold,
+    }
+    title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g})"
+    write_results(results, meta, run / "masks_eval.json", run / "masks_eval.md", title, sweep)
     return results
 
 
