@@ -37,7 +37,9 @@ TINY = RLPreset(
 
 
 def make_agent(algorithm: str = "sac", preset: RLPreset = TINY, seed: int = 0) -> SACAgent:
-    adapter = AttentionAdapter(channels=4) if algorithm == "vai" else None
+    with torch.random.fork_rng(devices=[]):  # the same adapter in every test, whatever ran before
+        torch.manual_seed(seed)
+        adapter = AttentionAdapter(channels=4) if algorithm == "vai" else None
     return SACAgent(
         algorithm, (9, 100, 100), 2, preset, (preset.num_layers, preset.num_shared_layers), adapter, seed=seed
     )
@@ -232,7 +234,12 @@ def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
     agent = make_agent("vai", replace(TINY, downsample=downsample))
     raw = np.random.default_rng(1).integers(0, 256, (9, 100, 100), dtype=np.uint8)
     frames = [agent.observe.store(raw[i : i + 3]) for i in (0, 3, 6)]
-    assert np.allclose(agent.act_stored(frames), agent.act(raw), atol=1e-5)
+    # The adapter runs on one frame at a time in the loop and on the stack in evaluation; its float
+    # results may differ in the last bits, so a stored pixel near a rounding edge may differ by one.
+    stacked = agent.observe.store_stacks(torch.as_tensor(raw)[None])[0].numpy().astype(int)
+    difference = np.abs(np.concatenate(frames).astype(int) - stacked)
+    assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
+    assert np.allclose(agent.act_stored(frames), agent.act(raw), atol=1e-3)
 
 
 @pytest.mark.parametrize("updates_per_step", [1, 3])
@@ -283,10 +290,11 @@ def test_a_seed_reproduces_training_exactly(tmp_path):
     # Everything random in training (actions, replay draws, crops, policy noise) comes from the seed,
     # not from torch's global generator, which each process seeds at random.
     preset = replace(TINY, aux_tasks="inverse", frames=40, init_steps=20)
-    torch.manual_seed(1)
-    first = train_tiny(tmp_path / "run1", preset)
-    torch.manual_seed(2)
-    second = train_tiny(tmp_path / "run2", preset)
+    with torch.random.fork_rng(devices=[]):  # leaves the global generator as it found it
+        torch.manual_seed(1)
+        first = train_tiny(tmp_path / "run1", preset)
+        torch.manual_seed(2)
+        second = train_tiny(tmp_path / "run2", preset)
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
