@@ -280,8 +280,9 @@ def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None)
     agent = agent or make_agent(preset=preset, seed=3)
     buffer = buffer or ReplayBuffer(100, (3, 100, 100), 2, seed=3)
     with RunLogger(directory, tensorboard=False, resume_step=state.step if state else None) as logger:
-        trainer = Trainer(env or BrightSide(), agent, buffer, logger, preset, 1, directory, "bright_side", 3)
-        trainer.progress = False
+        trainer = Trainer(
+            env or BrightSide(), agent, buffer, logger, preset, 1, directory, "bright_side", 3, progress=False
+        )
         trainer.train(state)
     return agent.state_dict()
 

@@ -100,33 +100,26 @@ def evaluate_masks(
     counterfactual: Callable[[np.ndarray], np.ndarray] | None,
     device="cpu",
     threshold: float = 0.5,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``{mode: {"adapter": scores, "counterfactual": scores}}`` for whichever masks are given; the
-    adapter's masks are its probabilities above ``threshold``."""
+    sweep: Sequence[float] = SWEEP,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, dict[str, float]]]]:
+    """Scores per mode of whichever masks are given: ``{mode: {"adapter": scores, "counterfactual":
+    scores}}``, the adapter's masks being its probabilities above ``threshold``; and the adapter's
+    scores at each threshold of ``sweep``, ``{mode: {"0.5": scores, ...}}`` (empty without an
+    adapter), from the same pass. Trained with missed foreground costing ``pos_weight`` times leaked
+    background, the adapter leans to recall; higher thresholds trade recall for precision, and the
+    sweep shows how much."""
     results: dict[str, dict[str, dict[str, float]]] = {}
+    by_threshold: dict[str, dict[str, dict[str, float]]] = {}
     for item in recorded:
         truth = crop_truth(item.truth)
         results[item.mode] = {}
         if counterfactual is not None:
             results[item.mode]["counterfactual"] = mask_scores(counterfactual(item.frames), truth).as_dict()
         if adapter is not None:
-            predicted = adapter_masks(adapter, item.frames, device, threshold)
-            results[item.mode]["adapter"] = mask_scores(predicted, truth).as_dict()
-    return results
-
-
-def threshold_sweep(
-    recorded: Sequence[ModeFrames], adapter: AttentionAdapter, thresholds: Sequence[float] = SWEEP, device="cpu"
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``{mode: {"0.5": scores, ...}}``: the adapter's masks scored at each threshold. Trained with
-    missed foreground costing ``pos_weight`` times leaked background, the adapter leans to recall;
-    higher thresholds trade recall for precision, and the table shows how much."""
-    sweep: dict[str, dict[str, dict[str, float]]] = {}
-    for item in recorded:
-        truth = crop_truth(item.truth)
-        probabilities = adapter_probabilities(adapter, item.frames, device)
-        sweep[item.mode] = {f"{t:g}": mask_scores(probabilities > t, truth).as_dict() for t in thresholds}
-    return sweep
+            probabilities = adapter_probabilities(adapter, item.frames, device)
+            results[item.mode]["adapter"] = mask_scores(probabilities > threshold, truth).as_dict()
+            by_threshold[item.mode] = {f"{t:g}": mask_scores(probabilities > t, truth).as_dict() for t in sweep}
+    return results, by_threshold
 
 
 def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) -> str:

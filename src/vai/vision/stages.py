@@ -135,7 +135,7 @@ def masks_eval_stage(
     """Scores of the counterfactual and the adapter masks against ground truth, per mode; the
     adapter's also at the thresholds of ``vai.vision.evaluate.SWEEP`` (in masks_eval.json and .md)."""
     from vai.vision.adapter import load_adapter
-    from vai.vision.evaluate import evaluate_masks, threshold_sweep, write_results
+    from vai.vision.evaluate import evaluate_masks, write_results
     from vai.vision.keypoints import load_transporter
     from vai.vision.masks import counterfactual_masks
 
@@ -150,8 +150,7 @@ def masks_eval_stage(
             return counterfactual_masks(transporter, frames, preset, device=device)
 
     recorded = _record_modes(task, modes, episodes, steps, seed, data_dir)
-    results = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
-    sweep = threshold_sweep(recorded, adapter, device=device) if adapter is not None else None
+    results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
     meta = {
         "task": task,
         "preset": preset.name,
