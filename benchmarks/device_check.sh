@@ -8,7 +8,7 @@
 #   1. speed.txt   benchmarks/agent_speed.py, paper networks, vai and sac, alone on the machine
 #                  (issue 4: at least 10x the original VAI loop's ~37 frames/s on walker_walk);
 #   2. the cartpole_balance run, paper presets, in runs/device-check/ (ignored by git):
-#      vision stages (masks_eval.md is issue 3's cartpole row), then the vai agent, while the sac
+#      vision stages and their mask measurement (masks_eval.md: issue 3's cartpole row), then the vai agent, while the sac
 #      baseline trains beside it from the start (it needs no adapter), FRAMES frames each
 #      (default 100000: balance needs far fewer than the preset's 500k);
 #   3. walker.txt  benchmarks/mask_quality.py (into runs/device-check-masks/) --tasks walker_walk --preset paper, beside the vai agent
@@ -52,6 +52,7 @@ gpu)
     rl_set=("frames=$frames" "checkpoint_every=10000" "test_seeds=${TEST_SEEDS:-5}" "test_episodes=${TEST_EPISODES:-2}")
     speed=(--presets paper --algorithms vai sac --train-steps 1000 --updates 20)
     walker=(--episodes 3 --steps 50)
+    mask_eval=(--episodes 3 --steps 50)
     ;;
 tiny)
     device=cpu preset=quick
@@ -61,6 +62,7 @@ tiny)
         "test_seeds=1" "test_episodes=1")
     speed=(--presets quick --algorithms vai --train-steps 10 --updates 2)
     walker=(--episodes 1 --steps 4)
+    mask_eval=(--episodes 1 --steps 4)
     ;;
 *)
     echo "device_check.sh: VAI_CHECK must be gpu or tiny, not '$check'" >&2
@@ -101,6 +103,8 @@ vision=(--preset $preset --run "$run" --device $device)
 backgrounds=()
 [ -n "${VAI_DATA_DIR:-}" ] && [ -d "$VAI_DATA_DIR/backgrounds" ] && backgrounds=(--backgrounds "$VAI_DATA_DIR/backgrounds")
 [ -f "$run/adapter.safetensors" ] || timeout "$(within 20)" "$py" -m vai.cli adapter $task "${vision[@]}" "${backgrounds[@]}" || exit 1
+[ -f "$run/masks_eval.json" ] || timeout "$(within 20)" "$py" -m vai.cli masks eval $task "${vision[@]}" \
+    "${mask_eval[@]}" > "$logs/masks.log" 2>&1
 say "3. walker masks (background)"
 [ ${#vision_set[@]} -gt 0 ] && walker+=(--set "${vision_set[@]}")
 timeout "$(within 150)" "$py" benchmarks/mask_quality.py --tasks walker_walk --preset $preset --device $device \
