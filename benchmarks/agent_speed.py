@@ -8,8 +8,9 @@ Update time: median over ``--updates`` timed updates (after 3 warm-up ones) of o
 timed as a pair and halved) from a replay buffer of real frames, on ``--device``. Training speed:
 ``--train-steps`` agent steps of the real training loop on walker_walk after its random phase
 (acting, environment, storing, one update per step; no evaluation), reported in environment frames
-per second (agent steps x action repeat). Anchor (issue 4): the original VAI loop runs walker_walk at
-about 37 frames/s on an H100.
+per second (agent steps x action repeat): as ``vai train`` runs it, the environment stepping on its
+own thread during the update (``vai.rl.envthread``), and, in the last column, on the loop's thread.
+Anchor (issue 4): the original VAI loop runs walker_walk at about 37 frames/s on an H100.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 import vai
 from vai.config import encoder_layers, get_rl_preset, get_task, override
 from vai.machine import cpu_name, keep_freed_memory
+from vai.rl.envthread import EnvThread
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
 from vai.rl.replay import ReplayBuffer
@@ -80,14 +82,15 @@ def update_seconds(agent: SACAgent, buffer: ReplayBuffer, updates: int, device: 
     return statistics.median(times)
 
 
-def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.device) -> float:
+def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.device, threaded: bool = True) -> float:
     action_repeat = get_task(task).action_repeat
     warm = 200
     preset = replace(
         preset, init_steps=warm, frames=(warm + steps) * action_repeat, eval_every=10**9, checkpoint_every=10**9
     )
     agent = make_agent(algorithm, task, preset, device)
-    env = vai.make_env(task, "train")
+    # As `vai train` runs it: the environment steps on its own thread while the agent updates.
+    env = EnvThread(lambda: vai.make_env(task, "train")) if threaded else vai.make_env(task, "train")
     replay_device = device if device.type == "cuda" else torch.device("cpu")
     frame_shape = agent.observe.stored_shape((3, 100, 100))
     buffer = ReplayBuffer(warm + steps + 16, frame_shape, env.action_space.shape[0], device=replay_device)
@@ -125,16 +128,20 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
     print(f"device {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads, task {args.task}")
-    print(f"{'preset':<7} {'algorithm':<9} {'batch':>5} {'update ms':>10} {'train frames/s':>15}")
+    print(f"{'preset':<7} {'algorithm':<9} {'batch':>5} {'update ms':>10} {'train frames/s':>15} {'env inline':>10}")
     for preset_name in args.presets:
         preset = override(get_rl_preset(preset_name), args.set)
         for algorithm in args.algorithms:
             agent = make_agent(algorithm, args.task, preset, device)
             buffer = filled_buffer(args.task, 300, device if device.type == "cuda" else torch.device("cpu"), agent)
             seconds = update_seconds(agent, buffer, args.updates, device)
-            fps = training_fps(algorithm, args.task, preset, args.train_steps, device) if args.train_steps else np.nan
+            fps = inline = np.nan
+            if args.train_steps:
+                fps = training_fps(algorithm, args.task, preset, args.train_steps, device)
+                inline = training_fps(algorithm, args.task, preset, args.train_steps, device, threaded=False)
             print(
-                f"{preset_name:<7} {algorithm:<9} {preset.batch_size:>5} {seconds * 1000:>10.1f} {fps:>15.1f}",
+                f"{preset_name:<7} {algorithm:<9} {preset.batch_size:>5} {seconds * 1000:>10.1f} {fps:>15.1f} "
+                f"{inline:>10.1f}",
                 flush=True,
             )
 

@@ -2,7 +2,8 @@
 
 The loop receives its environment, agent, replay buffer and logger from outside (``vai.rl.stages``
 builds them), so each can be replaced and tested alone. Hot path: one ``act`` and
-``updates_per_step`` updates per agent step and no device-to-host copy besides the action; the
+``updates_per_step`` updates per agent step, the environment's step running meanwhile on its own
+thread when it is an ``EnvThread``, and no device-to-host copy besides the action; the
 policy acts on the stack of stored frames the loop keeps (for ``vai`` already adapted, so the
 adapter runs once per environment step); update metrics stay on the device and are averaged once per
 episode. Episodes, evaluations and checkpoints happen between episodes.
@@ -24,6 +25,7 @@ import torch
 from vai.config import RLPreset
 from vai.errors import TrainingDiverged
 from vai.rl.checkpoint import save_checkpoint
+from vai.rl.envthread import start_step
 from vai.rl.episodes import EpisodeRecorder
 from vai.rl.logger import Progress, RunLogger
 from vai.rl.observe import StoredStack
@@ -102,6 +104,9 @@ class Trainer:
                     action = self.agent.act_stored(stack.frames, sample=True)
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
+                # The step runs on the environment's thread (EnvThread) while the agent updates: the
+                # update samples only stored transitions, so neither waits for the other's result.
+                finish_step = start_step(self.env, action)
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
                     for repeat in range(preset.updates_per_step):
                         # Numbered so that the actor's and target's schedules count updates, not steps.
@@ -110,7 +115,7 @@ class Trainer:
                         for name, value in metrics.items():  # device tensors: summed, read once per episode
                             sums[name] = sums[name] + value if name in sums else value
                             counts[name] = counts.get(name, 0) + 1
-                next_obs, reward, terminated, truncated, _ = self.env.step(action)
+                next_obs, reward, terminated, truncated, _ = finish_step()
                 stored = stack.push(next_obs)
                 self.buffer.add(action, reward, terminated, stored)
                 recorder.add(action, reward, terminated, stored)
