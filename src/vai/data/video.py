@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,23 @@ class VideoCache:
     """Decoded videos by (path, size), shared by every environment that is handed the same cache.
 
     Each video is decoded the first time it is used and then held at render size (a 500-frame clip at
-    100x100 is 15 MB).
+    100x100 is 15 MB). Environments on several threads may share one cache: each video is decoded
+    once, and different videos decode at the same time.
     """
 
     def __init__(self) -> None:
         self._videos: dict[tuple[Path, int], np.ndarray] = {}
+        self._locks: dict[tuple[Path, int], threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def get(self, path: Path, size: int) -> np.ndarray:
         key = (Path(path).resolve(), size)
-        if key not in self._videos:
-            self._videos[key] = read_video(key[0], size)
-        return self._videos[key]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._videos:
+                self._videos[key] = read_video(key[0], size)
+            return self._videos[key]
 
     def __len__(self) -> int:
         return len(self._videos)

@@ -10,6 +10,8 @@ episodes from the self-supervised heads, then is thrown away: the checkpoint its
 from __future__ import annotations
 
 import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,47 +51,67 @@ def evaluate(
     data_dir: str | Path | None = None,
     test_time_adaptation: bool = False,
     video_cache: VideoCache | None = None,
+    workers: int | None = None,
 ) -> dict[str, ModeResult]:
-    """Returns per mode of ``agent`` on ``task``: ``seeds`` x ``episodes`` episodes each."""
+    """Returns per mode of ``agent`` on ``task``: ``seeds`` x ``episodes`` episodes each.
+
+    The seeds of a mode run on ``workers`` threads at once (default: one per seed, at most one per
+    CPU core), each with an environment of its own, built and closed on its thread (GL contexts
+    belong to one thread). The environments' physics and rendering release Python's lock, so the
+    seeds overlap; the policy's forward passes take turns. Every seed's episodes are what they would
+    be alone: the returns do not depend on ``workers``.
+    """
     video_cache = video_cache or VideoCache()
+    workers = max(1, min(seeds, workers or os.cpu_count() or 1))
     results = {}
-    for mode in modes:
-        env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache)
-        try:
-            results[mode] = _evaluate_mode(env, agent, seeds, episodes, test_time_adaptation)
-        finally:
-            env.close()
+    with ThreadPoolExecutor(workers, thread_name_prefix="vai-eval") as pool:
+        for mode in modes:
+
+            def play(seed_index: int, mode: str = mode) -> ModeResult:
+                env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache)
+                try:
+                    return _evaluate_seed(env, agent, seed_index, seeds, episodes, test_time_adaptation)
+                finally:
+                    env.close()
+
+            per_seed = list(pool.map(play, range(seeds)))
+            success = [result.success for result in per_seed]
+            results[mode] = ModeResult(
+                np.stack([result.returns for result in per_seed]),
+                None if any(flags is None for flags in success) else np.stack(success),
+                [video for result in per_seed for video in result.videos],
+            )
     return results
 
 
-def _evaluate_mode(env, agent, seeds: int, episodes: int, test_time_adaptation: bool) -> ModeResult:
+def _evaluate_seed(env, agent, seed_index: int, seeds: int, episodes: int, test_time_adaptation: bool) -> ModeResult:
+    """Evaluation seed ``seed_index``'s episodes: returns (episodes,), success flags, its video."""
     videos = getattr(env.unwrapped, "video_count", 0)
-    returns = np.zeros((seeds, episodes))
-    success = np.zeros((seeds, episodes), dtype=bool)
+    returns = np.zeros(episodes)
+    success = np.zeros(episodes, dtype=bool)
     has_success = False
     played: list[str] = []
-    for seed_index in range(seeds):
-        actor = copy.deepcopy(agent) if test_time_adaptation else agent
-        for episode in range(episodes):
-            obs, info = env.reset(seed=env_seed(seed_index, episode, seeds, videos))
-            if episode == 0 and "video" in info:
-                played.append(str(info["video"]))
-            done, total = False, 0.0
-            # The same pixels as actor.act(obs), each frame adapted once (the adapter is frozen,
-            # test-time adaptation included).
-            stack = StoredStack(actor.observe, obs)
-            while not done:
-                action = actor.act_stored(stack.frames)
-                next_obs, reward, terminated, truncated, info = env.step(action)
-                stack.push(next_obs)
-                if test_time_adaptation:
-                    actor.adapt(obs, action, next_obs)
-                total += float(reward)
-                obs, done = next_obs, terminated or truncated
-            returns[seed_index, episode] = total
-            if "episode_success" in info:
-                has_success = True
-                success[seed_index, episode] = info["episode_success"]
+    actor = copy.deepcopy(agent) if test_time_adaptation else agent
+    for episode in range(episodes):
+        obs, info = env.reset(seed=env_seed(seed_index, episode, seeds, videos))
+        if episode == 0 and "video" in info:
+            played.append(str(info["video"]))
+        done, total = False, 0.0
+        # The same pixels as actor.act(obs), each frame adapted once (the adapter is frozen,
+        # test-time adaptation included).
+        stack = StoredStack(actor.observe, obs)
+        while not done:
+            action = actor.act_stored(stack.frames)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            stack.push(next_obs)
+            if test_time_adaptation:
+                actor.adapt(obs, action, next_obs)
+            total += float(reward)
+            obs, done = next_obs, terminated or truncated
+        returns[episode] = total
+        if "episode_success" in info:
+            has_success = True
+            success[episode] = info["episode_success"]
     return ModeResult(returns, success if has_success else None, played)
 
 
