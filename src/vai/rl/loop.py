@@ -104,8 +104,8 @@ class Trainer:
                     action = self.agent.act_stored(stack.frames, sample=True)
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
-                # The step runs on the environment's thread (EnvThread) while the agent updates: the
-                # update samples only stored transitions, so neither waits for the other's result.
+                # An EnvThread steps while the agent updates: the update samples only stored
+                # transitions, so neither waits for the other's result.
                 finish_step = start_step(self.env, action)
                 if state.step >= preset.init_steps and len(self.buffer) > 0:
                     for repeat in range(preset.updates_per_step):

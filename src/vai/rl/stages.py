@@ -79,7 +79,7 @@ def train_stage(
     """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run."""
     from vai.envs import make_env
     from vai.rl.checkpoint import load_agent
-    from vai.rl.envthread import EnvThread
+    from vai.rl.envthread import EnvThread, overlap_pays
     from vai.rl.episodes import refill
     from vai.rl.evaluate import training_evaluator
     from vai.rl.logger import RunLogger
@@ -109,7 +109,12 @@ def train_stage(
             )
         adapter = load_adapter(adapter_path, torch_device)
     eval_modes = eval_modes or ["train"]
-    env = EnvThread(lambda: make_env(task, "train", data_dir=data_dir))  # steps while the agent updates
+
+    def make_training_env():
+        return make_env(task, "train", data_dir=data_dir)
+
+    # On its own thread the environment steps while the agent updates, where a core is free for it.
+    env = EnvThread(make_training_env) if overlap_pays(torch_device) else make_training_env()
     try:
         obs_shape = env.observation_space.shape
         action_dim = env.action_space.shape[0]
