@@ -8,8 +8,9 @@ Update time: median over ``--updates`` timed updates (after 3 warm-up ones) of o
 timed as a pair and halved) from a replay buffer of real frames, on ``--device``. Training speed:
 ``--train-steps`` agent steps of the real training loop on walker_walk after its random phase
 (acting, environment, storing, one update per step; no evaluation), reported in environment frames
-per second (agent steps x action repeat): as ``vai train`` runs it, the environment stepping on its
-own thread during the update (``vai.rl.envthread``), and, in the last column, on the loop's thread.
+per second (agent steps x action repeat), twice: with the environment stepping on its own thread
+during the update (``vai.rl.envthread``; what ``vai train`` does on a GPU or where torch leaves a CPU
+core free) and, in the last column, on the loop's thread (what it does otherwise).
 Anchor (issue 4): the original VAI loop runs walker_walk at about 37 frames/s on an H100.
 """
 
@@ -89,7 +90,7 @@ def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.de
         preset, init_steps=warm, frames=(warm + steps) * action_repeat, eval_every=10**9, checkpoint_every=10**9
     )
     agent = make_agent(algorithm, task, preset, device)
-    # As `vai train` runs it: the environment steps on its own thread while the agent updates.
+    # Threaded: the environment steps on its own thread while the agent updates.
     env = EnvThread(lambda: vai.make_env(task, "train")) if threaded else vai.make_env(task, "train")
     replay_device = device if device.type == "cuda" else torch.device("cpu")
     frame_shape = agent.observe.stored_shape((3, 100, 100))
