@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_keypoints import small_preset, square_frames
 
+from vai.config import override
 from vai.vision.keypoints import Transporter, train_transporter
 from vai.vision.masks import counterfactual_effect, counterfactual_masks, dilate_erode
 
@@ -74,6 +75,17 @@ def test_dilation_grows_and_erosion_shrinks(trained):
     eroded = counterfactual_masks(model, frames, preset, morphology=-1)
     assert np.all(plain <= dilated) and np.count_nonzero(dilated) > np.count_nonzero(plain)
     assert np.all(eroded <= plain) and np.count_nonzero(eroded) < np.count_nonzero(plain)
+
+
+def test_the_presets_morphology_is_the_default(trained):
+    model, preset, frames, _, _ = trained
+    dilating = override(preset, ["mask_morphology=2"])
+    assert np.array_equal(
+        counterfactual_masks(model, frames, dilating), counterfactual_masks(model, frames, preset, morphology=2)
+    )
+    assert np.array_equal(
+        counterfactual_masks(model, frames, dilating, morphology=0), counterfactual_masks(model, frames, preset)
+    )
 
 
 def test_dilate_erode_moves_a_square_edge_by_one_pixel_per_step():

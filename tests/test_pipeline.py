@@ -9,6 +9,9 @@ import pytest
 from test_cli import assert_user_error, run_vai
 from test_rl_cli import TINY_AGENT
 
+from vai.errors import UserError
+from vai.pipeline import check_same_settings
+
 TASK = "cartpole_balance"
 TINY = [
     "--set",
@@ -115,6 +118,33 @@ def test_a_second_run_reuses_the_finished_stages(run_dir, data_dir):
     assert result.returncode == 0, result.stderr
     for stage in ("collect", "keypoints", "adapter", "masks"):
         assert f"[{stage}] reusing" in result.stdout
+
+
+def test_a_second_run_with_other_settings_is_refused_and_changes_nothing(run_dir, data_dir):
+    before = {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()}
+    recorded = (run_dir / "run.json").read_bytes()
+    changed = [item.replace("adapter_steps=2", "adapter_steps=3") for item in TINY]
+    result = run_vai(
+        "run", TASK, "--preset", "quick", "--run", str(run_dir), *changed, env={"VAI_DATA_DIR": str(data_dir)}
+    )
+    assert_user_error(result, "vision.adapter_steps 2 -> 3", "--fresh")
+    assert (run_dir / "run.json").read_bytes() == recorded
+    assert {path.name: path.stat().st_mtime_ns for path in run_dir.iterdir()} == before
+
+
+def test_only_free_settings_may_change_between_calls(tmp_path):
+    config = {"task": TASK, "device": "cpu", "backgrounds": "/data/backgrounds", "baselines": [], "rl": {"frames": 10}}
+    config["rl"]["test_seeds"] = 10
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    same = {**config, "device": "cuda", "baselines": ["sac"], "rl": {"frames": 10, "test_seeds": 2, "new_field": 1}}
+    check_same_settings(tmp_path / "run.json", {**same, "backgrounds": "/elsewhere/backgrounds"})
+    with pytest.raises(UserError, match="rl.frames 10 -> 20"):
+        check_same_settings(tmp_path / "run.json", {**config, "rl": {"frames": 20, "test_seeds": 10}})
+    with pytest.raises(UserError, match="backgrounds 'backgrounds' -> 'procedural'"):
+        check_same_settings(tmp_path / "run.json", {**config, "backgrounds": "procedural"})
+    (tmp_path / "run.json").write_text("{")
+    with pytest.raises(UserError, match="--fresh"):
+        check_same_settings(tmp_path / "run.json", config)
 
 
 def test_bad_arguments_are_user_errors(tmp_path):

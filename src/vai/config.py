@@ -195,6 +195,9 @@ class VisionPreset:
     """Source and target frames of a training pair are at most this many steps apart, same episode."""
     mask_threshold: float = 0.35
     """Threshold on the counterfactual effect (VAI found 0.35-0.5 stable)."""
+    mask_morphology: int = 0
+    """3x3 dilation (> 0) or erosion (< 0) steps applied to the thresholded counterfactual masks
+    (VAI's optional dilate/erode; 0, off, as VAI's default)."""
     adapter_size: int = 84
     adapter_batch: int = 64
     adapter_steps: int = 10000

@@ -4,8 +4,10 @@
 
 Each stage is the library function its own command calls; a stage whose output is already in the run
 directory is reused, and an interrupted RL stage resumes from its checkpoint, so a command cut short
-(a time limit on a GPU machine) is simply run again. ``--fresh`` starts over. Baselines (``--baseline
-sac``) train in the same directory with the same settings, differing only in the algorithm.
+(a time limit on a GPU machine) is simply run again; with other settings it is refused (only the
+device, the baselines and the final evaluation's size may change). ``--fresh`` starts over.
+Baselines (``--baseline sac``) train in the same directory with the same settings, differing only
+in the algorithm.
 
     RUN/run.json             every resolved setting
     RUN/frames.npz ...       vision stages (see vai.vision.stages)
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -68,6 +71,50 @@ def default_backgrounds(data_dir) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+FREE_SETTINGS = {"device", "baselines", "rl.test_seeds", "rl.test_episodes"}
+"""Settings a second ``vai run`` in the same directory may change: where it runs, which baselines it
+adds, and the size of the final evaluation, which every call runs again."""
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{inner}": item for inner, item in value.items()})
+        else:
+            flat[key] = value
+    if flat.get("backgrounds") not in (None, "procedural"):
+        flat["backgrounds"] = Path(flat["backgrounds"]).name  # the image set, wherever its folder lies
+    return flat
+
+
+def check_same_settings(path: Path, config: dict[str, Any]) -> None:
+    """Refuse to continue a run directory whose ``run.json`` records other settings.
+
+    Finished stages are reused and an unfinished agent resumes with its own settings, so going on
+    under other settings would mix two configurations and make ``run.json`` describe neither.
+    Settings in :data:`FREE_SETTINGS` may change; a setting only one side knows (a field added in a
+    later version) is not compared.
+    """
+    if not path.is_file():
+        return
+    try:
+        recorded = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        raise UserError(f"{path} is unreadable: add --fresh to start the run over") from None
+    wanted = _flat(json.loads(json.dumps(config)))  # as it would be recorded: tuples become lists
+    changed = [
+        f"{key} {recorded[key]!r} -> {wanted[key]!r}"
+        for key in wanted
+        if key in recorded and key not in FREE_SETTINGS and recorded[key] != wanted[key]
+    ]
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise UserError(
+            f"{path.parent} was made with other settings ({shown}): add --fresh to start over, or choose another --run"
+        )
+
+
 def run_pipeline(
     task: str,
     preset_name: str,
@@ -106,6 +153,7 @@ def run_pipeline(
         "vision": dataclasses.asdict(vision),
         "rl": dataclasses.asdict(rl),
     }
+    check_same_settings(run / "run.json", config)
     write_json_atomic(config, run / "run.json")
     seconds: dict[str, float] = {}
 

@@ -63,7 +63,7 @@ def counterfactual_masks(
     preset: VisionPreset,
     batch: int = 256,
     device: str | torch.device | None = None,
-    morphology: int = 0,
+    morphology: int | None = None,
     threshold: float | None = None,
 ) -> np.ndarray:
     """Foreground masks (N, 84, 84) bool of stored uint8 frames (N, 3, 100, 100).
@@ -71,8 +71,8 @@ def counterfactual_masks(
     The counterfactual effect (:func:`counterfactual_effect`) is computed at the model's size,
     resized (bilinear) to the 84x84 centre crop, and compared with ``threshold`` (default
     ``preset.mask_threshold``): foreground where effect > threshold, so a higher threshold
-    gives a subset. ``morphology`` then dilates (> 0) or erodes (< 0) that many
-    3x3 steps. Deterministic: the model runs in eval mode (restored afterwards) and nothing is
+    gives a subset. ``morphology`` (default ``preset.mask_morphology``) then dilates (> 0) or
+    erodes (< 0) that many 3x3 steps. Deterministic: the model runs in eval mode (restored afterwards) and nothing is
     sampled. Frames go to the model's device ``batch`` at a time; ``device``, if given, must be
     where the model is (a guard against a silent copy of every batch).
     """
@@ -81,6 +81,8 @@ def counterfactual_masks(
         raise ValueError(f"expected uint8 frames (N, 3, H, W), got {frames.dtype} {frames.shape}")
     if threshold is None:
         threshold = preset.mask_threshold
+    if morphology is None:
+        morphology = preset.mask_morphology
     model_device = next(model.parameters()).device
     requested = torch.device(device) if device is not None else model_device
     if requested.type != model_device.type or requested.index not in (None, model_device.index):

@@ -72,7 +72,12 @@ def keypoints_stage(task: str, preset: VisionPreset, run: Path, device: str = "c
     save_transporter(model, run / TRANSPORTER)
     start = time.perf_counter()
     masks = counterfactual_masks(model, store.frames, preset, device=device)
-    meta = {"threshold": preset.mask_threshold, "keypoints": KEYPOINTS[task], "preset": preset.name}
+    meta = {
+        "threshold": preset.mask_threshold,
+        "morphology": preset.mask_morphology,
+        "keypoints": KEYPOINTS[task],
+        "preset": preset.name,
+    }
     save_counterfactual_masks(masks, store, run / COUNTERFACTUAL, meta)
     summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
     summary.update(mask_seconds=time.perf_counter() - start, mask_foreground_fraction=float(masks.mean()))
