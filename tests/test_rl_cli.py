@@ -123,11 +123,18 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
     process.wait()
     episodes_before = len(rows(out / "train.csv"))
     assert episodes_before in (1, 2), "killed after the first checkpoint, before the run ended"
-    again = run_vai("train", TASK, "--algo", "drq", "--out", str(out), "--resume", env={"VAI_DATA_DIR": str(data_dir)})
+    resume = ["train", TASK, "--algo", "drq", "--out", str(out), "--resume"]
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    other = run_vai(*resume, "--set", "batch_size=16", env=env)  # not a setting a resumed run may change
+    assert_user_error(other, "batch_size 8 -> 16", "--out")
+    assert len(rows(out / "train.csv")) == episodes_before
+    again = run_vai(*resume, "--set", "frames=4000", env=env)  # and train on to 4000 frames
     assert again.returncode == 0, again.stderr
     train = rows(out / "train.csv")
-    assert [row["step"] for row in train] == ["125", "250", "375"]  # 3000 frames / 8 = 375 steps
-    assert [row["episode"] for row in train] == ["1", "2", "3"]
+    assert [row["step"] for row in train] == ["125", "250", "375", "500"]  # 4000 frames / 8 = 500 steps
+    assert [row["episode"] for row in train] == ["1", "2", "3", "4"]
+    assert json.loads((out / "config.json").read_text())["preset"]["frames"] == 4000
+    assert_user_error(run_vai(*resume, "--set", "frames=5000", env=env), "finished its 4000 frames")
     done = run_vai("train", TASK, "--algo", "drq", *TINY, "--out", str(out))
     assert_user_error(done, "--resume")
 

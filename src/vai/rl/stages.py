@@ -63,6 +63,39 @@ def _device(device: str) -> torch.device:
     return resolved
 
 
+RESUME_SETTINGS = ("frames", "eval_every", "eval_episodes", "checkpoint_every")
+"""Preset fields a resumed run may change (``vai train --resume --set frames=...`` trains on to more
+frames); every other setting is the checkpoint's."""
+
+
+def resumed_preset(
+    recorded: RLPreset, changes: dict[str, Any] | None, checkpoint: Path, step: int, action_repeat: int
+) -> RLPreset:
+    """The checkpoint's preset with ``changes`` applied, where :data:`RESUME_SETTINGS` allows them.
+
+    ``step``: the agent steps the checkpoint has trained, of ``action_repeat`` frames each. A change
+    of another field, fewer frames than it has trained, or more frames for a run that has finished
+    (its replay buffer is not kept) is a :class:`UserError` naming what to do instead.
+    """
+    changes = {key: value for key, value in (changes or {}).items() if getattr(recorded, key) != value}
+    fixed = [key for key in changes if key not in RESUME_SETTINGS]
+    if fixed:
+        shown = ", ".join(f"{key} {getattr(recorded, key)!r} -> {changes[key]!r}" for key in fixed)
+        raise UserError(
+            f"{checkpoint} was trained with other settings ({shown}); a resumed run may change only "
+            f"{', '.join(RESUME_SETTINGS)}: start another --out for the rest"
+        )
+    frames, trained = changes.get("frames", recorded.frames), step * action_repeat
+    if frames < trained:
+        raise UserError(f"{checkpoint} has trained {trained} frames already: set frames to at least that")
+    if step >= recorded.frames // action_repeat and frames // action_repeat > step:
+        raise UserError(
+            f"{checkpoint} finished its {recorded.frames} frames and kept no replay buffer, so it cannot "
+            "train on: start another --out with the frames you want"
+        )
+    return dataclasses.replace(recorded, **changes)
+
+
 def train_stage(
     task: str,
     algorithm: str,
@@ -75,8 +108,13 @@ def train_stage(
     data_dir=None,
     eval_modes: list[str] | None = None,
     progress: bool | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run."""
+    """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run.
+
+    On ``resume`` the checkpoint's settings hold; ``changes`` (field -> value, e.g. the command's
+    ``--set``) may alter those of :data:`RESUME_SETTINGS`, and any other change is refused.
+    """
     from vai.envs import make_env
     from vai.rl.checkpoint import load_agent
     from vai.rl.envthread import EnvThread, overlap_pays
@@ -125,8 +163,9 @@ def train_stage(
                 raise UserError(
                     f"{checkpoint} is a {payload['algorithm']} run on {payload['task']}, not {algorithm} on {task}"
                 )
-            preset = agent.preset
             state = LoopState(**payload["loop"])
+            preset = resumed_preset(agent.preset, changes, checkpoint, state.step, spec.action_repeat)
+            agent.preset = preset
         else:
             agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, adapter, torch_device, seed)
             state = None
@@ -153,10 +192,12 @@ def train_stage(
             "torch": torch.__version__,
             "python": platform.python_version(),
         }
-        if not resume:
-            from vai.atomic import write_json_atomic
+        if resume and (out / "config.json").is_file():  # the first call's record, with the changed settings
+            config = {**json.loads((out / "config.json").read_text()), "preset": config["preset"]}
+            config["replay_capacity"] = capacity
+        from vai.atomic import write_json_atomic
 
-            write_json_atomic(config, out / "config.json")
+        write_json_atomic(config, out / "config.json")
         evaluate = training_evaluator(task, eval_modes, preset.eval_episodes, data_dir)
         with RunLogger(out, resume_step=state.step if state else None) as logger:
             trainer = Trainer(
@@ -285,8 +326,19 @@ def _run_train(args: argparse.Namespace) -> int:
     preset = override(get_rl_preset(args.preset), args.set)
     out = agent_directory(args.task, algorithm, args.seed, args.run, args.out)
     adapter = args.adapter or (Path(args.run) if args.run else Path("runs") / args.task) / "adapter.safetensors"
+    changes = {key: getattr(preset, key) for key in (item.partition("=")[0] for item in args.set or [])}
     summary = train_stage(
-        args.task, algorithm, preset, out, adapter, args.seed, args.device, args.resume, args.data_dir, args.eval_mode
+        args.task,
+        algorithm,
+        preset,
+        out,
+        adapter,
+        args.seed,
+        args.device,
+        args.resume,
+        args.data_dir,
+        args.eval_mode,
+        changes=changes,
     )
     print(
         f"trained {summary['frames']} frames in {summary['seconds']:.0f} s "
