@@ -72,9 +72,9 @@ def counterfactual_masks(
     resized (bilinear) to the 84x84 centre crop, and compared with ``threshold`` (default
     ``preset.mask_threshold``): foreground where effect > threshold, so a higher threshold
     gives a subset. ``morphology`` (default ``preset.mask_morphology``) then dilates (> 0) or
-    erodes (< 0) that many 3x3 steps. Deterministic: the model runs in eval mode (restored afterwards) and nothing is
-    sampled. Frames go to the model's device ``batch`` at a time; ``device``, if given, must be
-    where the model is (a guard against a silent copy of every batch).
+    erodes (< 0) that many 3x3 steps. Deterministic: the model runs in eval mode (restored
+    afterwards) and nothing is sampled. Frames go to the model's device ``batch`` at a time;
+    ``device``, if given, must be where the model is (a guard against a silent copy of every batch).
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != np.uint8:
