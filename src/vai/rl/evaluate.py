@@ -115,12 +115,17 @@ def _evaluate_seed(env, agent, seed_index: int, seeds: int, episodes: int, test_
     return ModeResult(returns, success if has_success else None, played)
 
 
-def training_evaluator(task: str, modes: list[str], episodes: int, data_dir=None, seeds: int = 1):
-    """``evaluate(agent) -> {mode: {"return": mean, "return_std": std}}`` for the training loop."""
+def training_evaluator(task: str, modes: list[str], episodes: int, data_dir=None):
+    """``evaluate(agent) -> {mode: {"return": mean, "return_std": std}}`` for the training loop.
+
+    The ``episodes`` of a mode are played as that many evaluation seeds of one episode each, so they
+    run at once (one thread and environment each, as :func:`evaluate` plays seeds) and, in a video
+    mode, on as many videos; the same episodes at every evaluation of a run.
+    """
     video_cache = VideoCache()
 
     def run(agent) -> dict[str, dict[str, float]]:
-        results = evaluate(agent, task, modes, seeds, episodes, data_dir, video_cache=video_cache)
+        results = evaluate(agent, task, modes, episodes, 1, data_dir, video_cache=video_cache)
         summary = {}
         for mode, result in results.items():
             summary[mode] = {"return": float(result.returns.mean()), "return_std": float(result.returns.std())}
