@@ -312,6 +312,25 @@ def test_video_advances_with_the_steps_and_videos_go_in_turn(env_factory, data_d
     assert chosen["video"] == again["video"]
 
 
+@pytest.mark.parametrize("mode", ["video_easy", "video_hard", VIDEO_N])
+def test_evaluation_seed_i_plays_video_i_in_every_episode(env_factory, data_dir, video_cache, mode):
+    from vai.rl.evaluate import env_seed
+
+    env = env_factory("cartpole_balance", mode, data_dir=data_dir, video_cache=video_cache)
+    videos = env.unwrapped.video_count  # read before the first reset, as the evaluation does
+    seeds, episodes = 3, 3
+    played = [
+        {env.reset(seed=env_seed(seed, episode, seeds, videos))[1]["video"] for episode in range(episodes)}
+        for seed in range(seeds)
+    ]
+    assert videos == env.unwrapped.video_count  # the same after a reset
+    assert all(len(names) == 1 for names in played), played  # one video per seed, every episode
+    if mode == VIDEO_N:
+        assert videos == 1 and played == [{VIDEO_N}] * seeds
+    else:
+        assert videos == len(video_names(data_dir / mode)) and len(set.union(*played)) == seeds
+
+
 def test_video_n_always_uses_video_n(env_factory, data_dir, video_cache):
     env = env_factory("cartpole_swingup", VIDEO_N, data_dir=data_dir, video_cache=video_cache)
     seen = [env.reset(seed=0)[1]["video"], env.reset()[1]["video"], env.reset(seed=5)[1]["video"]]

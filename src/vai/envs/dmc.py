@@ -68,9 +68,15 @@ class DMCEnv(PixelEnv):
 
     @property
     def video_count(self) -> int:
-        """Videos the current mode goes through (0 outside video modes); a seeded ``reset(seed=s)``
-        plays video ``s mod video_count``."""
-        return len(self._video.paths) if self._video is not None else 0
+        """Videos the mode of the next episode goes through (0 outside video modes); a seeded
+        ``reset(seed=s)`` plays video ``s mod video_count``. Known before the first reset, so that a
+        caller can choose the seed of the video it wants."""
+        mode = self._pending_mode or self.mode
+        if mode == "video_easy":
+            return len(datasets.easy_videos(self._data_dir))
+        if mode == "video_hard":
+            return len(datasets.hard_videos(self._data_dir))
+        return 1 if video_number(mode) is not None else 0
 
     def _check_mode(self, mode: str) -> str:
         check_mode(self.task, mode)

@@ -2,9 +2,10 @@
 
 Seed ``i`` of a video mode plays video ``i`` (modulo the number of videos), as VAI evaluates; every
 episode has its own environment seed, disjoint from training's, so physics, colours and videos are
-reproducible. The policy acts with its mean action. With ``test_time_adaptation`` (PAD), a copy of
-the agent per (mode, seed) updates its shared encoder layers after every step of that seed's
-episodes from the self-supervised heads, then is thrown away: the checkpoint itself never changes.
+reproducible. The policy acts with its mean action. With ``test_time_adaptation`` (PAD), a fresh
+copy of the agent per episode updates its shared encoder layers after every step from the
+self-supervised heads, then is thrown away (as PAD evaluates): episodes do not depend on each other's
+order, and the checkpoint itself never changes.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def _evaluate_seed(env, agent, seed_index: int, seeds: int, episodes: int, test_
     success = np.zeros(episodes, dtype=bool)
     has_success = False
     played: list[str] = []
-    actor = copy.deepcopy(agent) if test_time_adaptation else agent
     for episode in range(episodes):
+        actor = copy.deepcopy(agent) if test_time_adaptation else agent
         obs, info = env.reset(seed=env_seed(seed_index, episode, seeds, videos))
         if episode == 0 and "video" in info:
             played.append(str(info["video"]))
