@@ -101,6 +101,18 @@ def test_training_lowers_the_loss_on_a_moving_square():
     assert not adapter.training and adapter.size == 32
 
 
+def test_preset_boxes_reach_the_distracted_inputs():
+    frames, episodes, masks = moving_square(frames=16, size=40, side=10)
+    preset = dataclasses.replace(get_vision_preset("quick"), adapter_size=32, adapter_batch=2, adapter_steps=3)
+
+    def curve(boxes: int) -> list[float]:
+        with_boxes = dataclasses.replace(preset, adapter_boxes=boxes)
+        return train_adapter(with_boxes, frames, episodes, masks, None, "cpu", seed=0)[1]["loss"]
+
+    assert curve(0) == curve(0)  # the same seed trains the same adapter
+    assert curve(4) != curve(0)  # boxes change what the adapter sees
+
+
 def test_stacks_repeat_the_first_frame_of_each_episode():
     episodes = torch.tensor([4, 4, 4, 4, 9, 9, 2])
     expected = [[0, 0, 0], [0, 0, 1], [0, 1, 2], [1, 2, 3], [4, 4, 4], [4, 4, 5], [6, 6, 6]]
@@ -140,6 +152,13 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     for broken in (truncated, garbage):
         with pytest.raises(UserError, match=f"{broken.name}.*unreadable"):
             load_adapter(broken)
+
+    damaged = tmp_path / "damaged.safetensors"  # same header and size, some weights' bytes flipped
+    data = bytearray(path.read_bytes())
+    data[-400:-300] = bytes(byte ^ 0xFF for byte in data[-400:-300])
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="damaged.safetensors is damaged .*checksum"):
+        load_adapter(damaged)
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"weight": torch.zeros(2)}, str(foreign), metadata={"format": "something else"})

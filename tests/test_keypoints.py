@@ -250,6 +250,13 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
     with pytest.raises(UserError, match="not a readable Transporter checkpoint"):
         load_transporter(truncated)
 
+    damaged = tmp_path / "damaged.safetensors"  # same header and size, some weights' bytes flipped
+    data = bytearray(good.read_bytes())
+    data[-400:-300] = bytes(byte ^ 0xFF for byte in data[-400:-300])
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="damaged .*checksum"):
+        load_transporter(damaged)
+
     foreign = tmp_path / "foreign.safetensors"
     save_file({"weight": torch.zeros(2)}, str(foreign))
     with pytest.raises(UserError, match="not written by vai"):
@@ -267,7 +274,7 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
         load_transporter(good, keypoints=12)
     with pytest.raises(UserError, match="trained at size 32 but 84"):
         load_transporter(good, size=84)
-    for error_path in (truncated, foreign, lying):
+    for error_path in (truncated, damaged, foreign, lying):
         with pytest.raises(UserError) as caught:
             load_transporter(error_path)
         assert "\n" not in str(caught.value) and str(error_path) in str(caught.value)

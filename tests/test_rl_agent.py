@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import struct
+import zipfile
 from dataclasses import replace
 
 import gymnasium as gym
@@ -94,6 +96,23 @@ def test_target_critic_moves_by_tau():
         assert torch.allclose(value, expected, atol=1e-6), name
 
 
+def test_updates_move_the_target_by_tau_every_target_update_every_steps():
+    agent = make_agent(preset=replace(TINY, aux_tasks=""))  # no heads: nothing changes the critic after
+    assert TINY.target_update_every == 2
+    buffer = filled_buffer()
+    start = copy.deepcopy(agent.critic_target.state_dict())
+    agent.update(buffer.sample(16), 1)
+    assert all(torch.equal(value, start[name]) for name, value in agent.critic_target.state_dict().items())
+    agent.update(buffer.sample(16), 2)
+    online = agent.critic.state_dict()
+    moved = 0
+    for name, value in agent.critic_target.state_dict().items():
+        tau = TINY.encoder_tau if name.startswith("encoder.") else TINY.critic_tau
+        assert torch.allclose(value, (1 - tau) * start[name] + tau * online[name], atol=1e-6), name
+        moved += not torch.equal(value, start[name])
+    assert moved > 0
+
+
 def test_actor_update_leaves_the_shared_convolutions_alone():
     # Two identical agents take one update on the same batch; only one of them updates its actor.
     preset = replace(TINY, aux_tasks="")
@@ -135,8 +154,19 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_agent(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match="unreadable .not a torch checkpoint archive"):
         load_agent(tmp_path / "junk.pt")
+    # A good file with some bytes of its largest tensor flipped: torch would load it without complaint.
+    good = save_checkpoint(make_agent(), tmp_path / "good.pt", "cartpole_balance", {"step": 0})
+    with zipfile.ZipFile(good) as archive:
+        largest = max(archive.infolist(), key=lambda member: member.file_size)
+    data = bytearray(good.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[largest.header_offset + 26 : largest.header_offset + 30])
+    middle = largest.header_offset + 30 + name_length + extra_length + largest.file_size // 2
+    data[middle : middle + 64] = bytes(byte ^ 0xFF for byte in data[middle : middle + 64])
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="damaged.pt is damaged .*checksum"):
+        load_agent(tmp_path / "damaged.pt")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not a vai agent checkpoint"):
         load_agent(tmp_path / "other.pt")

@@ -3,13 +3,15 @@
 One file per checkpoint (``torch.save`` of plain tensors, numbers and strings, read back with
 ``weights_only=True``, so loading never runs code from the file): the agent's construction arguments
 (algorithm, task, preset, shapes, encoder layers, adapter architecture), its weights including the
-frozen adapter, optimiser states, random states and the loop's counters. Written atomically.
+frozen adapter, optimiser states, random states and the loop's counters. Written atomically, with
+the SHA-256 of the agent's weights, so that a damaged file is refused instead of acting at random.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 
 from vai.atomic import atomic_write
 from vai.config import RLPreset
+from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 
 FORMAT = "vai.agent"
@@ -26,6 +29,7 @@ VERSION = 1
 def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[str, Any]) -> Path:
     """Write ``agent`` and the loop's ``loop_state`` (counters, random states) to ``path``."""
     adapter = agent.observe.adapter
+    weights = agent.state_dict()
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -36,7 +40,8 @@ def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[
         "action_dim": agent.action_dim,
         "layers": list(agent.layers),
         "adapter_config": adapter.config if adapter is not None else None,
-        "agent": agent.state_dict(),
+        "agent": weights,
+        DIGEST_KEY: tensors_digest(weights),
         "optimizers": {name: optimizer.state_dict() for name, optimizer in agent.optimizers().items()},
         "generator": agent.generator.get_state(),
         "loop": loop_state,
@@ -52,10 +57,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged files
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"checkpoint {path} is unreadable (not a torch checkpoint archive): {fix}") from None
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
         raise UserError(f"checkpoint {path} is unreadable ({first_line}): {fix}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
         raise UserError(f"{path} is not a vai agent checkpoint (version {VERSION}): {fix}")
+    if not isinstance(payload.get("agent"), dict) or digest_mismatch(payload["agent"], payload):
+        raise UserError(f"checkpoint {path} is damaged (its weights fail their checksum): {fix}")
     return payload
 
 

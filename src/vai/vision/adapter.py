@@ -31,6 +31,7 @@ from torch import nn
 
 from vai.atomic import atomic_write
 from vai.config import FRAME_STACK, VisionPreset
+from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 from vai.vision.augment import Distractor
 from vai.vision.backgrounds import procedural_backgrounds
@@ -183,7 +184,9 @@ def train_adapter(
     generator = torch.Generator(device=device).manual_seed(seed)
     if backgrounds is None:
         backgrounds = procedural_backgrounds(PROCEDURAL_POOL, frames.shape[-1], generator)
-    distractor = Distractor(backgrounds.to(device), crop_size=preset.adapter_size).to(device)
+    distractor = Distractor(backgrounds.to(device), crop_size=preset.adapter_size, boxes=preset.adapter_boxes).to(
+        device
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         adapter = AttentionAdapter(size=preset.adapter_size)
@@ -321,7 +324,12 @@ def save_adapter(adapter: AttentionAdapter, path: str | os.PathLike) -> Path:
     """Write ``adapter`` as safetensors with its architecture in the metadata, atomically."""
     path = Path(path)
     tensors = {name: value.detach().cpu().contiguous() for name, value in adapter.state_dict().items()}
-    metadata = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": json.dumps(adapter.config)}
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": json.dumps(adapter.config),
+        DIGEST_KEY: tensors_digest(tensors),
+    }
     atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
     return path
 
@@ -344,6 +352,8 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
             f"{path} is not a vai attention adapter checkpoint (format {metadata.get('format')!r}, "
             f"version {metadata.get('version')!r}): {retrain}"
         )
+    if digest_mismatch(tensors, metadata):
+        raise UserError(f"adapter checkpoint {path} is damaged (its weights fail their checksum): {retrain}")
     try:
         adapter = AttentionAdapter(**json.loads(metadata["config"]))
         adapter.load_state_dict(tensors, strict=True)

@@ -30,6 +30,7 @@ from torch import nn
 
 from vai.atomic import atomic_write
 from vai.config import IMAGE_SIZE, VisionPreset
+from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 
 CROP_SIZE = 84
@@ -394,6 +395,7 @@ def save_transporter(model: Transporter, path: str | os.PathLike[str]) -> Path:
         "size": str(model.size),
         "channels": str(model.channels),
         "keypoint_std": repr(model.keypoint_std),
+        DIGEST_KEY: tensors_digest(tensors),
     }
     atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
     return path
@@ -427,6 +429,8 @@ def load_transporter(
         ) from None
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was not written by vai's Transporter (format {metadata.get('format')!r}); {retrain}")
+    if digest_mismatch(tensors, metadata):
+        raise UserError(f"{path} is damaged (its weights fail their checksum); delete it and {retrain}")
     try:
         model = Transporter(
             int(metadata["keypoints"]),
