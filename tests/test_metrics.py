@@ -44,3 +44,25 @@ def test_counts_are_summed_over_frames_not_averaged_per_frame():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="shapes differ"):
         mask_scores(np.zeros((2, 4, 4)), np.zeros((2, 5, 5)))
+
+
+def test_undefined_scores_are_written_as_standard_json_and_shown_as_dashes(tmp_path):
+    import json
+
+    from vai.atomic import write_json_atomic
+    from vai.vision.evaluate import markdown_table, sweep_table
+
+    truth = np.zeros((1, 8, 8), dtype=bool)
+    truth[0, 2:4, 2:4] = True
+    empty = mask_scores(np.zeros_like(truth), truth).as_dict()  # precision 0 / 0
+    document = {"results": {"train": {"adapter": empty}}, "adapter_by_threshold": {"train": {"0.5": empty}}}
+    path = write_json_atomic(document, tmp_path / "masks_eval.json")
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    loaded = json.loads(path.read_text(), parse_constant=refuse)
+    assert loaded["results"]["train"]["adapter"]["precision"] is None
+    assert loaded["results"]["train"]["adapter"]["recall"] == 0.0
+    assert "| 0.000 / - / 0.000 |" in sweep_table(loaded["adapter_by_threshold"], "sweep")
+    assert "| train | adapter | 0.000 | - | 0.000 | 1 |" in markdown_table({"train": {"adapter": empty}}, "in memory")

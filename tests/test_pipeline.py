@@ -152,3 +152,9 @@ def test_bad_arguments_are_user_errors(tmp_path):
     assert_user_error(run_vai("run", TASK, "--baseline", "vai"), "--baseline")
     assert_user_error(run_vai("run", TASK, "--mode", "sepia"), "unknown mode")
     assert_user_error(run_vai("run", "pong"), "unknown task")
+    kept = tmp_path / "earlier-run"
+    kept.mkdir()
+    (kept / "run.json").write_text("{}")
+    assert_user_error(run_vai("run", TASK, "--fresh", "--run", str(kept), "--device", "banana"), "unknown device")
+    assert_user_error(run_vai("run", TASK, "--fresh", "--run", str(kept), "--mode", "sepia"), "unknown mode")
+    assert (kept / "run.json").read_text() == "{}"  # --fresh deletes nothing for a command that is refused

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from test_cli import assert_user_error, run_vai
 
@@ -96,6 +97,15 @@ def test_eval_writes_a_table_over_seeds(trained):
     assert all(len(per_seed) == 2 and len(per_seed[0]) == 1 for per_seed in returns.values())
     # VAI's protocol: seed i plays video i.
     assert len(set(results["videos"][TASK]["video_hard"])) == 2
+    summary = results["summary"]["sac"]  # the table's numbers, for programs
+    for mode, per_seed in returns.items():
+        seed_means = np.mean(per_seed, axis=1)
+        assert summary["tasks"][TASK][mode]["mean"] == pytest.approx(seed_means.mean())
+        assert summary["tasks"][TASK][mode]["std"] == pytest.approx(seed_means.std(ddof=1))
+        assert summary["aggregate"][mode]["tasks"] == 1
+        assert (
+            summary["aggregate"][mode]["low"] <= summary["aggregate"][mode]["iqm"] <= summary["aggregate"][mode]["high"]
+        )
     table = (out / "results.md").read_text()
     assert f"| {TASK} |" in table and "IQM" in table and "±" in evaluation.stdout
 
@@ -166,5 +176,10 @@ def test_user_errors_name_the_fix(tmp_path, data_dir):
         run_vai("train", TASK, "--algo", "sac", "--out", str(tmp_path), "--resume", env=env), "nothing to resume"
     )
     assert_user_error(run_vai("train", TASK, "--algo", "sac", "--device", "cuda:7", env=env), "GPU")
+    agent = ("train", TASK, "--algo", "sac", "--out", str(tmp_path / "agent"))
+    assert_user_error(run_vai(*agent, "--set", "downsample=5", env=env), "downsample=5", "image_size=84")
+    assert_user_error(run_vai(*agent, "--set", "num_layers=40", env=env), "40 conv layers", "num_layers")
+    assert_user_error(run_vai(*agent, "--set", "aux_tasks=inverse,colour", env=env), "colour", "rotation")
+    assert not (tmp_path / "agent").exists()  # refused before anything was written
     (tmp_path / "bad.pt").write_text("no")
     assert_user_error(run_vai("eval", str(tmp_path / "bad.pt"), env=env), "unreadable")

@@ -117,6 +117,21 @@ def test_bad_preset_and_override_are_user_errors(tmp_path):
     assert_user_error(run_vai("keypoints", TASK, "--preset", "huge"), "quick")
     assert_user_error(run_vai("keypoints", TASK, "--set", "transporter_stepz=3"), "transporter_steps")
     assert_user_error(run_vai("adapter", TASK, "--set", "adapter_steps=many"), "adapter_steps")
+    assert_user_error(run_vai("keypoints", TASK, "--set", "transporter_steps=0"), "transporter_steps", "> 0")
+    assert_user_error(run_vai("adapter", TASK, "--set", "mask_threshold=1.5"), "mask_threshold", "at most 1")
+
+
+def test_a_collection_without_pairs_and_unknown_devices_are_user_errors(tmp_path, data_dir):
+    import torch
+
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    assert run_vai("collect", TASK, "--frames", "1", "--run", str(tmp_path), env=env).returncode == 0
+    keypoints = ("keypoints", TASK, "--run", str(tmp_path), *TINY_TRANSPORTER)
+    assert_user_error(run_vai(*keypoints), "no episode of two frames", "--extend")
+    assert_user_error(run_vai(*keypoints, "--device", "banana"), "unknown device 'banana'")
+    if not torch.cuda.is_available():
+        assert_user_error(run_vai(*keypoints, "--device", "cuda"), "no GPU", "--device cpu")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames.masks.npz", "frames.npz"]
 
 
 def test_test_videos_are_refused_as_backgrounds(run_dir, data_dir):

@@ -39,8 +39,25 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
+def finite_json(data: object) -> object:
+    """``data`` with every NaN or infinite float replaced by None, so that it is valid JSON.
+
+    Python's ``json`` writes them as bare ``NaN`` and ``Infinity``, which other parsers refuse (an
+    undefined score, such as the precision of an empty mask, is such a value).
+    """
+    import math
+
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    return data
+
+
 def write_json_atomic(data: object, path: str | os.PathLike) -> Path:
-    """``data`` as indented JSON (reports, configs), atomically."""
+    """``data`` as indented, standard JSON (reports, configs; undefined numbers as null), atomically."""
     import json
 
-    return write_text_atomic(json.dumps(data, indent=2) + "\n", path)
+    return write_text_atomic(json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n", path)

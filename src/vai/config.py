@@ -209,6 +209,9 @@ class VisionPreset:
     """Missing foreground costs this many times more than leaked background (VAI)."""
     feature_weight: float = 0.5
     """Weight of the feature-consistency term between distracted and clean inputs (VAI)."""
+    adapter_boxes: int = 0
+    """Boxes of random colour painted per stack on the background of the adapter's distracted inputs
+    (VAI's optional random boxes; 0, off, as VAI's default)."""
     adapter_threshold: float = 0.5
     """Adapter probability above which a pixel counts as foreground when masks are scored; the agent
     multiplies the probability itself into its observation, so this cut only affects the scores."""
@@ -246,8 +249,67 @@ def get_vision_preset(name: str) -> VisionPreset:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(VISION_PRESETS)}") from None
 
 
+SIGNED_SETTINGS = frozenset({"mask_morphology", "actor_log_std_min", "actor_log_std_max"})
+"""Numeric preset fields that may be negative (erosion; log standard deviations)."""
+
+ZERO_ALLOWED_SETTINGS = frozenset(
+    {
+        "init_steps",
+        "adapt_boxes",
+        "adapter_boxes",
+        "adapt_noise",
+        "num_layers",
+        "num_shared_layers",
+        "feature_weight",
+        "svea_alpha",
+        "svea_beta",
+        "mask_threshold",
+        "adapter_threshold",
+    }
+)
+"""Numeric fields for which 0 means something (none, off, or the task's default); the others must be > 0."""
+
+FRACTION_SETTINGS = frozenset(
+    {
+        "discount",
+        "transporter_lr_decay",
+        "adapter_lr_decay",
+        "critic_tau",
+        "encoder_tau",
+        "mask_threshold",
+        "adapter_threshold",
+    }
+)
+"""Numeric fields that are at most 1."""
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _parse_bool(value: str) -> bool:
+    try:
+        return _BOOLEANS[value.lower()]
+    except KeyError:
+        raise ValueError(value) from None
+
+
+def _range_problem(key: str, value: object) -> str | None:
+    """Why ``value`` is out of range for the numeric field ``key``, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or key in SIGNED_SETTINGS:
+        return None
+    if key in ZERO_ALLOWED_SETTINGS and value < 0:
+        return "must be >= 0"
+    if key not in ZERO_ALLOWED_SETTINGS and not value > 0:  # also refuses nan
+        return "must be > 0"
+    if key in FRACTION_SETTINGS and value > 1:
+        return "must be at most 1"
+    return None
+
+
 def override(preset, assignments: list[str] | None):
-    """A copy of a preset dataclass with ``KEY=VALUE`` assignments applied (``--set`` on the CLI)."""
+    """A copy of a preset dataclass with ``KEY=VALUE`` assignments applied (``--set`` on the CLI).
+
+    Unknown keys, values of the wrong type and numbers out of their field's range are UserErrors.
+    """
     from dataclasses import fields, replace
 
     if not assignments:
@@ -259,13 +321,14 @@ def override(preset, assignments: list[str] | None):
         if not sep or key not in types or key == "name":
             valid = ", ".join(name for name in types if name != "name")
             raise UserError(f"cannot set {assignment!r}: use KEY=VALUE with KEY one of {valid}")
-        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(
-            str(types[key]), str
-        )
+        cast = {"int": int, "float": float, "bool": _parse_bool}.get(str(types[key]), str)
         try:
             changes[key] = cast(value)
         except ValueError:
             raise UserError(f"cannot set {key}={value!r}: expected {types[key]}") from None
+        problem = _range_problem(key, changes[key])
+        if problem:
+            raise UserError(f"cannot set {key}={value!r}: it {problem}")
     return replace(preset, **changes)
 
 

@@ -1,8 +1,10 @@
-"""What machine a measurement ran on, for benchmark output and run reports."""
+"""The machine: what a measurement ran on (benchmark output, run reports), its torch devices, its allocator."""
 
 from __future__ import annotations
 
 import platform
+
+from vai.errors import UserError
 
 
 def cpu_name() -> str:
@@ -38,3 +40,21 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
     return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+def resolve_device(name: str):
+    """``name`` (``cpu``, ``cuda``, ``cuda:N``, ...) as a torch device that exists here; UserError otherwise."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asked for, but torch sees no GPU: use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: torch sees only {torch.cuda.device_count()} GPU(s); use cuda:0")
+    elif device.type != "cpu":
+        raise UserError(f"--device {name} is not supported: use cpu, cuda or cuda:N")
+    return device

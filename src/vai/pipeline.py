@@ -45,6 +45,7 @@ from vai.config import (
     override,
 )
 from vai.errors import UserError
+from vai.machine import resolve_device
 
 
 def split_overrides(assignments: list[str] | None) -> tuple[list[str], list[str]]:
@@ -127,20 +128,35 @@ def run_pipeline(
     data_dir=None,
     modes: list[str] | None = None,
     log=print,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Every stage of VAI for ``task`` into ``run``; returns the contents of results.json. ``modes``:
-    the final evaluation's (default: all of the task's)."""
-    from vai.rl.stages import agent_directory, check_algorithm, default_eval_modes, eval_stage, train_stage
+    the final evaluation's (default: all of the task's). ``fresh`` deletes ``run`` first, once the
+    arguments are known to be valid."""
+    from vai.rl.stages import (
+        agent_directory,
+        check_algorithm,
+        check_rl_preset,
+        default_eval_modes,
+        eval_stage,
+        train_stage,
+    )
     from vai.vision import stages
 
     get_task(task)
     vision_overrides, rl_overrides = split_overrides(overrides)
     vision = override(get_vision_preset(preset_name), vision_overrides)
     rl = override(get_rl_preset(preset_name), rl_overrides)
+    check_rl_preset(task, rl)
     baselines = [check_algorithm(name) for name in baselines or []]
     if "vai" in baselines:
         raise UserError("--baseline takes the algorithms compared with vai: " + ", ".join(ALGORITHMS[1:]))
     backgrounds = backgrounds or default_backgrounds(data_dir)
+    for mode in modes or []:
+        check_mode(get_task(task), mode)
+    resolve_device(device)
+    if fresh and run.exists():
+        shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     config = {
         "task": task,
@@ -296,10 +312,6 @@ def _run(args: argparse.Namespace) -> int:
     get_task(args.task)
     get_vision_preset(args.preset)
     run = args.run or Path("runs") / f"{args.task}-{args.preset}"
-    if args.fresh and run.exists():
-        shutil.rmtree(run)
-    for mode in args.mode or []:
-        check_mode(get_task(args.task), mode)
     run_pipeline(
         args.task,
         args.preset,
@@ -311,6 +323,7 @@ def _run(args: argparse.Namespace) -> int:
         args.backgrounds,
         args.data_dir,
         args.mode,
+        fresh=args.fresh,
     )
     print((run / "results.md").read_text(), end="")
     return 0

@@ -37,6 +37,7 @@ from vai.config import (
     override,
 )
 from vai.errors import UserError
+from vai.machine import resolve_device
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -53,14 +54,20 @@ def check_algorithm(algorithm: str) -> str:
     return algorithm
 
 
-def _device(device: str) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but torch sees no GPU: use --device cpu")
-    return resolved
+def check_rl_preset(task: str, preset: RLPreset) -> None:
+    """UserError for settings that no agent can be built with (before anything is trained or written)."""
+    from vai.config import IMAGE_SIZE, aux_tasks
+    from vai.rl.encoder import conv_output_side
+
+    if preset.image_size > IMAGE_SIZE:
+        raise UserError(f"cannot use image_size={preset.image_size}: frames are rendered at {IMAGE_SIZE} px")
+    if preset.image_size % preset.downsample:
+        raise UserError(f"cannot use downsample={preset.downsample}: it must divide image_size={preset.image_size}")
+    layers, _ = encoder_layers(task, preset)
+    view = preset.image_size // preset.downsample
+    if conv_output_side(view, layers) < 1:
+        raise UserError(f"{layers} conv layers leave nothing of a {view}-px view: set fewer (num_layers)")
+    aux_tasks(preset)
 
 
 RESUME_SETTINGS = ("frames", "eval_every", "eval_episodes", "checkpoint_every")
@@ -128,7 +135,8 @@ def train_stage(
 
     spec = get_task(task)
     check_algorithm(algorithm)
-    torch_device = _device(device)
+    check_rl_preset(task, preset)
+    torch_device = resolve_device(device)
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file() and not resume:
         raise UserError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
@@ -237,10 +245,13 @@ def eval_stage(
     from vai.data.video import VideoCache
     from vai.rl.checkpoint import load_agent
     from vai.rl.evaluate import evaluate
-    from vai.rl.stats import markdown_table, returns_to_json
+    from vai.rl.stats import markdown_table, returns_to_json, summary_to_json
 
-    torch_device = _device(device)
+    torch_device = resolve_device(device)
     loaded = [(path, *load_agent(path, torch_device)) for path in checkpoints]
+    for _path, _agent, payload in loaded:  # every mode checked before the first episode is played
+        for mode in modes or []:
+            check_mode(get_task(payload["task"]), mode)
     cache = VideoCache()
     returns: dict[str, dict[str, dict[str, Any]]] = {}
     success: dict[str, dict[str, dict[str, Any]]] = {}
@@ -248,8 +259,6 @@ def eval_stage(
     for _path, agent, payload in loaded:
         task = payload["task"]
         chosen = modes or default_eval_modes(task)
-        for mode in chosen:
-            check_mode(get_task(task), mode)
         results = evaluate(agent, task, chosen, seeds, episodes, data_dir, test_time_adaptation, cache)
         group = payload["algorithm"] + (" + PAD" if test_time_adaptation else "")
         for mode, result in results.items():
@@ -269,6 +278,8 @@ def eval_stage(
         "test_time_adaptation": test_time_adaptation,
         "returns": {group: returns_to_json(per_task) for group, per_task in returns.items()},
         "success": {group: returns_to_json(per_task) for group, per_task in success.items()},
+        "summary": {group: summary_to_json(per_task) for group, per_task in returns.items()},
+        "success_summary": {group: summary_to_json(per_task) for group, per_task in success.items()},
         "videos": videos,
     }
     write_json_atomic(record, out / "results.json")

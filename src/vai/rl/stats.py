@@ -155,6 +155,14 @@ def markdown_table(returns: Returns, title: str, rng: np.random.Generator | None
     return "\n".join(lines) + "\n"
 
 
+def summary_to_json(returns: Returns, rng: np.random.Generator | None = None) -> dict:
+    """What :func:`markdown_table` shows, as numbers for ``results.json``: ``{"tasks": {task: {mode:
+    summary}}, "aggregate": {mode: {iqm, low, high, tasks}}}`` (the same fixed bootstrap seed)."""
+    tasks = {task: {mode: summary(values) for mode, values in by_mode.items()} for task, by_mode in returns.items()}
+    overall = aggregate(returns, rng=np.random.default_rng(0) if rng is None else rng) if returns else {}
+    return {"tasks": tasks, "aggregate": overall}
+
+
 def returns_to_json(returns: Returns) -> dict[str, dict[str, list[list[float]]]]:
     """Plain nested lists for ``results.json``; ``returns_from_json`` gives back equal arrays."""
     return {

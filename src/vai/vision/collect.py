@@ -63,7 +63,9 @@ def collect(
     env = make_env(task, "train", data_dir=data_dir, foreground_mask=True)
     try:
         if previous and previous[0].frames.shape[2:] != env.observation_space.shape[1:]:
-            raise UserError(f"{out} holds frames of another size than {task} renders now: choose another --out")
+            raise UserError(
+                f"{out} holds frames of another size than {task} renders now: choose another --run or --out"
+            )
         arrays, masks = _rollouts(env, frames, seed, first_episode, log)
     finally:
         env.close()
@@ -110,11 +112,12 @@ def _previous_collection(out: Path, task: str, frames: int, extend: bool) -> tup
         return None
     if not extend:
         raise UserError(
-            f"{out} already exists: pass --extend to add {frames} frames to it, or delete it or choose another --out"
+            f"{out} already exists: pass --extend to add {frames} frames to it, "
+            "or delete it or choose another --run or --out"
         )
     store = load_frames(out)
     if store.metadata["task"] != task:
-        raise UserError(f"{out} holds {store.metadata['task']} frames, not {task}: choose another --out")
+        raise UserError(f"{out} holds {store.metadata['task']} frames, not {task}: choose another --run or --out")
     return store, load_masks(masks_path(out), store)
 
 

@@ -122,6 +122,11 @@ def evaluate_masks(
     return results, by_threshold
 
 
+def _score(value: float | None) -> str:
+    """A score to 3 decimals; an undefined one (NaN in memory, null in JSON) as ``-``."""
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
 def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) -> str:
     """One row per mode and mask source: IoU, precision, recall, frames."""
     lines = [
@@ -133,8 +138,8 @@ def markdown_table(results: dict[str, dict[str, dict[str, float]]], title: str) 
     for mode, sources in results.items():
         for source, scores in sources.items():
             lines.append(
-                f"| {mode} | {source} | {scores['iou']:.3f} | {scores['precision']:.3f} | "
-                f"{scores['recall']:.3f} | {scores['frames']} |"
+                f"| {mode} | {source} | {_score(scores['iou'])} | {_score(scores['precision'])} | "
+                f"{_score(scores['recall'])} | {scores['frames']} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -149,7 +154,7 @@ def sweep_table(sweep: dict[str, dict[str, dict[str, float]]], title: str) -> st
         "|---|" + "---|" * len(thresholds),
     ]
     for mode, by_threshold in sweep.items():
-        cells = [f"{s['iou']:.3f} / {s['precision']:.3f} / {s['recall']:.3f}" for s in by_threshold.values()]
+        cells = [" / ".join(_score(s[key]) for key in ("iou", "precision", "recall")) for s in by_threshold.values()]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vai.config import KEYPOINTS, DMCTask, VisionPreset, get_task, get_vision_preset, override
 from vai.data.frames import (
     FrameStore,
@@ -33,6 +35,7 @@ from vai.data.frames import (
     save_counterfactual_masks,
 )
 from vai.errors import UserError
+from vai.machine import resolve_device
 
 FRAMES = "frames.npz"
 TRANSPORTER = "transporter.safetensors"
@@ -66,12 +69,18 @@ def keypoints_stage(task: str, preset: VisionPreset, run: Path, device: str = "c
     from vai.vision.masks import counterfactual_masks
 
     store = _frames(task, run)
+    _, lengths = np.unique(store.episode, return_counts=True)
+    if not np.any(lengths >= 2):
+        raise UserError(
+            f"{run / FRAMES} has no episode of two frames or more, and the Transporter learns from pairs "
+            f"of frames of one episode: collect more (vai collect {task} --run {run} --extend --frames 1000)"
+        )
     model, metrics = train_transporter(
         preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=seed, log=log
     )
-    save_transporter(model, run / TRANSPORTER)
     start = time.perf_counter()
     masks = counterfactual_masks(model, store.frames, preset, device=device)
+    save_transporter(model, run / TRANSPORTER)  # once the masks exist: if making them fails, both files stay old
     meta = {
         "threshold": preset.mask_threshold,
         "morphology": preset.mask_morphology,
@@ -232,6 +241,7 @@ def _print_log(step: int | dict, values: dict | None = None) -> None:
 
 def _run_keypoints(args: argparse.Namespace) -> int:
     get_task(args.task)
+    resolve_device(args.device)
     preset = override(get_vision_preset(args.preset), args.set)
     run = run_directory(args.task, args.run)
     summary = keypoints_stage(args.task, preset, run, args.device, args.seed, log=_print_log)
@@ -241,6 +251,7 @@ def _run_keypoints(args: argparse.Namespace) -> int:
 
 def _run_adapter(args: argparse.Namespace) -> int:
     get_task(args.task)
+    resolve_device(args.device)
     preset = override(get_vision_preset(args.preset), args.set)
     run = run_directory(args.task, args.run)
     summary = adapter_stage(args.task, preset, run, args.backgrounds, args.device, args.seed, log=_print_log)
@@ -250,6 +261,7 @@ def _run_adapter(args: argparse.Namespace) -> int:
 
 def _run_masks_eval(args: argparse.Namespace) -> int:
     get_task(args.task)
+    resolve_device(args.device)
     if args.episodes < 1 or args.steps < 1:
         raise UserError("--episodes and --steps must be at least 1")
     preset = override(get_vision_preset(args.preset), args.set)
