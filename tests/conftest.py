@@ -63,3 +63,11 @@ def env_factory() -> Iterator[Callable[..., object]]:
     yield make
     for env in reversed(made):
         env.close()
+
+
+def damaged_copy(path: Path, out: Path, start: int, stop: int) -> Path:
+    """``path`` copied to ``out`` with bytes ``start:stop`` inverted: same size, same header, bad data."""
+    data = bytearray(path.read_bytes())
+    data[start:stop] = bytes(byte ^ 0xFF for byte in data[start:stop])
+    out.write_bytes(bytes(data))
+    return out

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import damaged_copy
 from safetensors.torch import save_file
 
 from vai.config import get_vision_preset
@@ -153,10 +154,7 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
         with pytest.raises(UserError, match=f"{broken.name}.*unreadable"):
             load_adapter(broken)
 
-    damaged = tmp_path / "damaged.safetensors"  # same header and size, some weights' bytes flipped
-    data = bytearray(path.read_bytes())
-    data[-400:-300] = bytes(byte ^ 0xFF for byte in data[-400:-300])
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(path, tmp_path / "damaged.safetensors", -400, -300)  # in the weights
     with pytest.raises(UserError, match="damaged.safetensors is damaged .*checksum"):
         load_adapter(damaged)
 

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import damaged_copy
 
 from vai.config import VISION_PRESETS, VisionPreset
 from vai.errors import UserError
@@ -250,10 +251,7 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
     with pytest.raises(UserError, match="not a readable Transporter checkpoint"):
         load_transporter(truncated)
 
-    damaged = tmp_path / "damaged.safetensors"  # same header and size, some weights' bytes flipped
-    data = bytearray(good.read_bytes())
-    data[-400:-300] = bytes(byte ^ 0xFF for byte in data[-400:-300])
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(good, tmp_path / "damaged.safetensors", -400, -300)  # in the weights
     with pytest.raises(UserError, match="damaged .*checksum"):
         load_transporter(damaged)
 

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import damaged_copy
 
 from vai.config import RLPreset
 from vai.errors import UserError
@@ -160,11 +161,10 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     good = save_checkpoint(make_agent(), tmp_path / "good.pt", "cartpole_balance", {"step": 0})
     with zipfile.ZipFile(good) as archive:
         largest = max(archive.infolist(), key=lambda member: member.file_size)
-    data = bytearray(good.read_bytes())
-    name_length, extra_length = struct.unpack("<HH", data[largest.header_offset + 26 : largest.header_offset + 30])
+    header = good.read_bytes()[largest.header_offset + 26 : largest.header_offset + 30]
+    name_length, extra_length = struct.unpack("<HH", header)
     middle = largest.header_offset + 30 + name_length + extra_length + largest.file_size // 2
-    data[middle : middle + 64] = bytes(byte ^ 0xFF for byte in data[middle : middle + 64])
-    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    damaged_copy(good, tmp_path / "damaged.pt", middle, middle + 64)
     with pytest.raises(UserError, match="damaged.pt is damaged .*checksum"):
         load_agent(tmp_path / "damaged.pt")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
