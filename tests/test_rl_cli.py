@@ -110,6 +110,15 @@ def test_eval_writes_a_table_over_seeds(trained):
     assert f"| {TASK} |" in table and "IQM" in table and "±" in evaluation.stdout
 
 
+def test_eval_names_missing_data_before_playing_any_mode(trained, tmp_path):
+    out, _ = trained
+    checkpoint = str(out / "checkpoints" / "last.pt")
+    args = ("eval", checkpoint, "--mode", "train", "video_easy", "--seeds", "1", "--out", str(tmp_path / "eval"))
+    result = run_vai(*args, env={"VAI_DATA_DIR": str(tmp_path / "empty")})
+    assert_user_error(result, "video_easy", "vai data fetch")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
     out = tmp_path / "agent"
     args = [

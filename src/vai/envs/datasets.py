@@ -39,7 +39,11 @@ def colors_file(mode: str, data_dir: Path | None) -> Path | None:
 
 def check_mode_data(mode: str, data_dir: Path | None) -> None:
     """Fail early, naming the data set and the fetch command, if ``mode`` lacks its data."""
+    from vai.config import video_number
+
     if mode == "video_easy":
         easy_videos(data_dir)
     elif mode == "video_hard":
         hard_videos(data_dir)
+    elif video_number(mode) is not None:
+        easy_video(video_number(mode), data_dir)

@@ -243,15 +243,17 @@ def eval_stage(
     from vai.atomic import write_json_atomic, write_text_atomic
     from vai.config import check_mode
     from vai.data.video import VideoCache
+    from vai.envs.datasets import check_mode_data
     from vai.rl.checkpoint import load_agent
     from vai.rl.evaluate import evaluate
     from vai.rl.stats import markdown_table, returns_to_json, summary_to_json
 
     torch_device = resolve_device(device)
     loaded = [(path, *load_agent(path, torch_device)) for path in checkpoints]
-    for _path, _agent, payload in loaded:  # every mode checked before the first episode is played
-        for mode in modes or []:
+    for _path, _agent, payload in loaded:  # every mode and its data checked before the first episode
+        for mode in modes or default_eval_modes(payload["task"]):
             check_mode(get_task(payload["task"]), mode)
+            check_mode_data(mode, data_dir)
     cache = VideoCache()
     returns: dict[str, dict[str, dict[str, Any]]] = {}
     success: dict[str, dict[str, dict[str, Any]]] = {}
