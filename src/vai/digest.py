@@ -1,8 +1,10 @@
 """Checksums of saved weights, so that a damaged checkpoint is refused instead of loaded.
 
-safetensors checks a file's header and sizes but not its bytes: a flipped bit in a weight loads
-silently and gives meaningless masks. The vision checkpoints therefore record the SHA-256 of their
-tensors in the metadata (``DIGEST_KEY``), and their loaders compare it.
+safetensors checks a file's header and sizes but not its bytes, and torch's loader does not check
+its archive's either: a flipped bit in a weight loads silently and gives meaningless masks or
+actions. The Transporter's and the adapter's safetensors files therefore record the SHA-256 of their
+tensors in their metadata, an agent's checkpoint that of its weights beside them (``DIGEST_KEY``),
+and the loaders compare it; files written before this carry none and load as before.
 """
 
 from __future__ import annotations
