@@ -37,13 +37,19 @@ def colors_file(mode: str, data_dir: Path | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def check_mode_data(mode: str, data_dir: Path | None) -> None:
-    """Fail early, naming the data set and the fetch command, if ``mode`` lacks its data."""
+def mode_videos(mode: str, data_dir: Path | None) -> list[Path]:
+    """The videos ``mode`` plays in turn (none outside the video modes); a UserError names the data
+    set and the fetch command if they are missing."""
     from vai.config import video_number
 
     if mode == "video_easy":
-        easy_videos(data_dir)
-    elif mode == "video_hard":
-        hard_videos(data_dir)
-    elif video_number(mode) is not None:
-        easy_video(video_number(mode), data_dir)
+        return easy_videos(data_dir)
+    if mode == "video_hard":
+        return hard_videos(data_dir)
+    number = video_number(mode)
+    return [easy_video(number, data_dir)] if number is not None else []
+
+
+def check_mode_data(mode: str, data_dir: Path | None) -> None:
+    """Fail early, naming the data set and the fetch command, if ``mode`` lacks its data."""
+    mode_videos(mode, data_dir)

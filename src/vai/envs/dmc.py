@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from dm_control import suite
 
-from vai.config import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode, video_number
+from vai.config import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode
 from vai.data.video import VideoCache
 from vai.envs import datasets
 from vai.envs.base import PixelEnv
@@ -71,20 +71,11 @@ class DMCEnv(PixelEnv):
         """Videos the mode of the next episode goes through (0 outside video modes); a seeded
         ``reset(seed=s)`` plays video ``s mod video_count``. Known before the first reset, so that a
         caller can choose the seed of the video it wants."""
-        mode = self._pending_mode or self.mode
-        if mode == "video_easy":
-            return len(datasets.easy_videos(self._data_dir))
-        if mode == "video_hard":
-            return len(datasets.hard_videos(self._data_dir))
-        return 1 if video_number(mode) is not None else 0
+        return len(datasets.mode_videos(self._pending_mode or self.mode, self._data_dir))
 
     def _check_mode(self, mode: str) -> str:
         check_mode(self.task, mode)
-        number = video_number(mode)
-        if number is not None:
-            datasets.easy_video(number, self._data_dir)
-        else:
-            datasets.check_mode_data(mode, self._data_dir)
+        datasets.check_mode_data(mode, self._data_dir)
         return mode
 
     def _enter_mode(self, mode: str) -> None:
@@ -104,14 +95,9 @@ class DMCEnv(PixelEnv):
                 self._colors.settings = generate_colors(mode)
             else:
                 self._colors.settings = load_colors(path)
-        elif mode == "video_easy":
-            self._video = VideoBackground(datasets.easy_videos(self._data_dir), "sky", IMAGE_SIZE, self._video_cache)
-        elif mode == "video_hard":
-            paths = datasets.hard_videos(self._data_dir)
-            self._video = VideoBackground(paths, "background", IMAGE_SIZE, self._video_cache)
-        elif video_number(mode) is not None:
-            path = datasets.easy_video(video_number(mode), self._data_dir)
-            self._video = VideoBackground([path], "sky", IMAGE_SIZE, self._video_cache)
+        elif paths := datasets.mode_videos(mode, self._data_dir):
+            region = "background" if mode == "video_hard" else "sky"  # video_hard replaces all behind the agent
+            self._video = VideoBackground(paths, region, IMAGE_SIZE, self._video_cache)
 
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
         # dm_control draws the initial state from the task's RandomState: seed it from our stream.
