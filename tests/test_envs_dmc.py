@@ -313,22 +313,38 @@ def test_video_advances_with_the_steps_and_videos_go_in_turn(env_factory, data_d
 
 
 @pytest.mark.parametrize("mode", ["video_easy", "video_hard", VIDEO_N])
-def test_evaluation_seed_i_plays_video_i_in_every_episode(env_factory, data_dir, video_cache, mode):
-    from vai.rl.evaluate import env_seed
+def test_evaluation_seed_i_plays_clip_i_in_every_episode(env_factory, data_dir, video_cache, mode):
+    """VAI evaluates seed i as ``--mode video$i``: seed i of video_easy plays clip i, and a seed whose
+    clip the data lacks is not evaluated (never given another clip). video_hard, which VAI does not
+    evaluate: seed i plays the i-th clip of the development split, clip 30 + i. videoN: clip N."""
+    from vai.rl.evaluate import env_seed, seed_videos
 
     env = env_factory("cartpole_balance", mode, data_dir=data_dir, video_cache=video_cache)
+    seeds, episodes = 10, 3
+    plan = seed_videos(mode, seeds, data_dir)
     videos = env.unwrapped.video_count  # read before the first reset, as the evaluation does
-    seeds, episodes = 3, 3
-    played = [
-        {env.reset(seed=env_seed(seed, episode, seeds, videos))[1]["video"] for episode in range(episodes)}
-        for seed in range(seeds)
-    ]
+    assert videos == len(plan.videos)
+    env_seeds = {
+        (seed, episode): env_seed(seed, episode, seeds, videos, position)
+        for seed, position in plan.positions.items()
+        for episode in range(episodes)
+    }
+    assert len(set(env_seeds.values())) == len(env_seeds)  # every episode its own physics
+    played = {seed: set() for seed in plan.positions}
+    for (seed, _), value in env_seeds.items():
+        played[seed].add(env.reset(seed=value)[1]["video"])
     assert videos == env.unwrapped.video_count  # the same after a reset
-    assert all(len(names) == 1 for names in played), played  # one video per seed, every episode
-    if mode == VIDEO_N:
-        assert videos == 1 and played == [{VIDEO_N}] * seeds
+    if mode == "video_easy":
+        available = {int(name.removeprefix("video")) for name in video_names(data_dir / mode)}
+        assert sorted(played) == sorted(available & set(range(seeds)))
+        assert plan.skipped == tuple(sorted(set(range(seeds)) - available))
+        assert played == {seed: {f"video{seed}"} for seed in played}
+        if 3 not in available and 6 in available:  # the shared data: seed 3 skipped, not given clip 6
+            assert 3 in plan.skipped and played[6] == {"video6"}
+    elif mode == "video_hard":
+        assert played == {seed: {f"video{30 + seed}"} for seed in range(seeds)}
     else:
-        assert videos == len(video_names(data_dir / mode)) and len(set.union(*played)) == seeds
+        assert played == {seed: {VIDEO_N} for seed in range(seeds)}
 
 
 def test_video_n_always_uses_video_n(env_factory, data_dir, video_cache):

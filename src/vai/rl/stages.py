@@ -239,7 +239,11 @@ def eval_stage(
     device: str = "cpu",
     test_time_adaptation: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate checkpoints over seeds x modes; write ``out``/results.json and results.md."""
+    """Evaluate checkpoints over seeds x modes; write ``out``/results.json and results.md.
+
+    ``video_easy`` seeds whose clip is missing are not evaluated (:mod:`vai.rl.evaluate`): results.md
+    says which and why under the tables, and names the seeds behind every column; results.json has the
+    seed of every row (``evaluation_seeds``) and ``not_evaluated``."""
     from vai.atomic import write_json_atomic, write_text_atomic
     from vai.config import check_mode
     from vai.data.video import VideoCache
@@ -258,21 +262,33 @@ def eval_stage(
     returns: dict[str, dict[str, dict[str, Any]]] = {}
     success: dict[str, dict[str, dict[str, Any]]] = {}
     videos: dict[str, dict[str, list[str]]] = {}
+    row_seeds: dict[str, dict[str, dict[str, list[int]]]] = {}  # the evaluation seed of every row
+    not_evaluated: dict[str, dict[str, dict[str, Any]]] = {}
     for _path, agent, payload in loaded:
         task = payload["task"]
         chosen = modes or default_eval_modes(task)
         results = evaluate(agent, task, chosen, seeds, episodes, data_dir, test_time_adaptation, cache)
         group = payload["algorithm"] + (" + PAD" if test_time_adaptation else "")
         for mode, result in results.items():
+            if result.skipped:
+                not_evaluated.setdefault(task, {})[mode] = {"seeds": result.skipped, "reason": result.skip_reason}
+            if not result.seeds:  # no seed of the mode could be played: no row, never a zero
+                continue
             _stack(returns.setdefault(group, {}).setdefault(task, {}), mode, result.returns)
+            row_seeds.setdefault(group, {}).setdefault(task, {}).setdefault(mode, []).extend(result.seeds)
             if result.success is not None:
                 _stack(success.setdefault(group, {}).setdefault(task, {}), mode, result.success.astype(float))
             videos.setdefault(task, {})[mode] = result.videos
     tables = [
-        markdown_table(per_task, f"{group}: episode return, mean ± std over seeds")
+        markdown_table(per_task, f"{group}: episode return, mean ± std over seeds", seeds=row_seeds[group])
         for group, per_task in returns.items()
     ]
-    tables += [markdown_table(per_task, f"{group}: success rate") for group, per_task in success.items()]
+    tables += [
+        markdown_table(per_task, f"{group}: success rate", seeds=row_seeds[group])
+        for group, per_task in success.items()
+    ]
+    reasons = dict.fromkeys(entry["reason"] for per_mode in not_evaluated.values() for entry in per_mode.values())
+    tables += [f"{reason}\n" for reason in reasons]
     record = {
         "checkpoints": [str(path) for path in checkpoints],
         "seeds": seeds,
@@ -280,9 +296,13 @@ def eval_stage(
         "test_time_adaptation": test_time_adaptation,
         "returns": {group: returns_to_json(per_task) for group, per_task in returns.items()},
         "success": {group: returns_to_json(per_task) for group, per_task in success.items()},
-        "summary": {group: summary_to_json(per_task) for group, per_task in returns.items()},
-        "success_summary": {group: summary_to_json(per_task) for group, per_task in success.items()},
+        "summary": {group: summary_to_json(per_task, seeds=row_seeds[group]) for group, per_task in returns.items()},
+        "success_summary": {
+            group: summary_to_json(per_task, seeds=row_seeds[group]) for group, per_task in success.items()
+        },
         "videos": videos,
+        "evaluation_seeds": row_seeds,
+        "not_evaluated": not_evaluated,
     }
     write_json_atomic(record, out / "results.json")
     write_text_atomic("\n".join(tables), out / "results.md")

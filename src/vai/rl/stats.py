@@ -1,9 +1,11 @@
 """Statistics of evaluation returns: per task mean ± std, and an IQM with a stratified bootstrap CI over tasks.
 
-VAI's protocol evaluates each checkpoint with 10 seeds x 10 episodes per mode (seed i replays video i), so
+VAI's protocol evaluates each checkpoint with 10 seeds x 10 episodes per mode (seed i plays video i), so
 the results are ``returns[task][mode]``: a float array of shape ``(seeds, episodes)`` of episode returns.
 A seed is one run: its score is the mean over its episodes, and every statistic here treats seeds, not
-episodes, as the independent samples.
+episodes, as the independent samples. A mode may cover fewer seeds than were asked (``video_easy`` seeds
+whose clip is missing are not evaluated); ``seeds[task][mode]``, the evaluation seed of each row, lets
+the table and ``results.json`` name the seeds behind every number.
 
 The aggregate over tasks follows Agarwal et al., "Deep RL at the Edge of the Statistical Precipice"
 (NeurIPS 2021): the interquartile mean (IQM) of all tasks' seed scores, which is robust to an outlying
@@ -15,12 +17,15 @@ so the two kinds should be aggregated in separate tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 Returns = Mapping[str, Mapping[str, np.ndarray]]
 """``returns[task][mode]``: float array (seeds, episodes) of episode returns."""
+
+SeedIds = Mapping[str, Mapping[str, Sequence[int]]]
+"""``seeds[task][mode]``: the evaluation seed of each row of ``returns[task][mode]``."""
 
 
 def _middle_half_weights(size: int) -> np.ndarray:
@@ -133,10 +138,13 @@ def _number_format(values: Iterable[float]) -> str:
     return "{:.0f}" if any(abs(value) > 10 for value in values) else "{:.2f}"
 
 
-def markdown_table(returns: Returns, title: str, rng: np.random.Generator | None = None) -> str:
+def markdown_table(
+    returns: Returns, title: str, rng: np.random.Generator | None = None, seeds: SeedIds | None = None
+) -> str:
     """Rows are tasks, columns modes, cells ``mean ± std`` over seeds, then an ``IQM (95% CI)`` row.
 
     ``rng`` drives the bootstrap; by default a fixed seed, so the same results always print the same table.
+    With ``seeds``, a line under the table names the evaluation seeds of each column (:func:`seeds_line`).
     """
     modes = _modes(returns)
     lines = [f"### {title}", "", "| task | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
@@ -152,13 +160,51 @@ def markdown_table(returns: Returns, title: str, rng: np.random.Generator | None
         cell = f"{number} [{number}, {number}]"
         cells = [cell.format(overall[m]["iqm"], overall[m]["low"], overall[m]["high"]) for m in modes]
         lines.append("| IQM (95% CI) | " + " | ".join(cells) + " |")
+    if seeds is not None:
+        lines += ["", seeds_line({task: seeds[task] for task in returns if task in seeds})]
     return "\n".join(lines) + "\n"
 
 
-def summary_to_json(returns: Returns, rng: np.random.Generator | None = None) -> dict:
+def _seed_list(ids: Sequence[int]) -> str:
+    """``0-2, 6, 8, 9``: runs of three or more consecutive seeds as ranges."""
+    runs: list[list[int]] = []
+    for seed in sorted(ids):
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(f"{run[0]}-{run[-1]}" if len(run) >= 3 else ", ".join(map(str, run)) for run in runs)
+
+
+def seeds_line(seeds: SeedIds) -> str:
+    """One line naming the evaluation seeds behind each mode, e.g. ``Evaluation seeds: 0-9 in train,
+    video_hard; 0-2, 6, 8, 9 in video_easy.`` (each seed once, however many checkpoints played it). A
+    mode whose seeds differ between tasks is named per task."""
+    modes = _modes(seeds)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for mode in modes:
+        per_task = {task: tuple(sorted(set(by_mode[mode]))) for task, by_mode in seeds.items() if mode in by_mode}
+        if len(set(per_task.values())) == 1:
+            groups.setdefault(next(iter(per_task.values())), []).append(mode)
+        else:
+            for task, ids in per_task.items():
+                groups.setdefault(ids, []).append(f"{mode} ({task})")
+    parts = [f"{_seed_list(ids) if ids else 'none'} in {', '.join(names)}" for ids, names in groups.items()]
+    return "Evaluation seeds: " + "; ".join(parts) + "."
+
+
+def summary_to_json(returns: Returns, rng: np.random.Generator | None = None, seeds: SeedIds | None = None) -> dict:
     """What :func:`markdown_table` shows, as numbers for ``results.json``: ``{"tasks": {task: {mode:
-    summary}}, "aggregate": {mode: {iqm, low, high, tasks}}}`` (the same fixed bootstrap seed)."""
+    summary}}, "aggregate": {mode: {iqm, low, high, tasks}}}`` (the same fixed bootstrap seed). With
+    ``seeds``, each summary also lists its ``evaluation_seeds``, one per row of the returns."""
     tasks = {task: {mode: summary(values) for mode, values in by_mode.items()} for task, by_mode in returns.items()}
+    for task, by_mode in tasks.items():
+        for mode, result in by_mode.items():
+            if seeds is not None and mode in seeds.get(task, {}):
+                ids = [int(seed) for seed in seeds[task][mode]]
+                if len(ids) != result["seeds"]:
+                    raise ValueError(f"seeds[{task}][{mode}]: {len(ids)} seeds for {result['seeds']} rows")
+                result["evaluation_seeds"] = ids
     overall = aggregate(returns, rng=np.random.default_rng(0) if rng is None else rng) if returns else {}
     return {"tasks": tasks, "aggregate": overall}
 
