@@ -100,7 +100,7 @@ def test_renders_and_steps_with_a_mask(env_factory, data_dir, task):
     env = env_factory(task, data_dir=data_dir, foreground_mask=True)
     preset = DRAWER_TASKS[task]
     assert env.unwrapped.action_repeat == preset.action_repeat == 2
-    assert env.unwrapped.max_episode_steps == preset.episode_env_steps // 2 == 250
+    assert env.unwrapped.max_episode_steps == preset.episode_env_steps // 2 == 100
     assert env.action_space.shape == (4,)
     obs, info = env.reset(seed=SEED)
     assert info["mode"] == "train" and info["success"] is False and info["episode_success"] is False
@@ -250,20 +250,48 @@ def test_scripted_policy_opens_the_drawer(env_factory, data_dir):
     _, info = env.reset(seed=SEED)
     assert env.unwrapped.last_state_observation.shape == (39,)
     assert info["episode_success"] is False
-    limit = 125  # half the episode; the expert needs about 45 steps
+    limit = 99  # all but the last step of the episode; the expert needs about 45 steps
+    flags, episode_flags = [], []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Constant.*too high")  # metaworld's own warning
         for _step in range(1, limit + 1):
             action = np.clip(policy.get_action(env.unwrapped.last_state_observation), -1.0, 1.0)
             _, reward, terminated, truncated, info = env.step(action)
             assert math.isfinite(reward) and not terminated and not truncated
+            flags.append(info["success"])
+            episode_flags.append(info["episode_success"])
             if info["episode_success"]:
                 break
     assert info["episode_success"], f"the drawer was not opened within {limit} steps"
+    # VAI's criterion: the flag an agent step returns was set at some step (the last of its Meta-World steps).
+    assert episode_flags == list(np.logical_or.accumulate(flags))
     _, _, _, _, info = env.step(np.zeros(4, dtype=np.float32))
     assert info["episode_success"], "episode_success must stay set for the rest of the episode"
     _, info = env.reset(seed=SEED)
     assert info["episode_success"] is False
+
+
+# -- episode length ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", list(DRAWER_TASKS))
+def test_an_episode_lasts_100_agent_steps_as_in_vai(env_factory, data_dir, task):
+    """VAI's wrapper ends an episode when its count of Meta-World steps reaches ``max_path_length``
+    (200 in the Meta-World it forked): 100 agent steps at action repeat 2, not Meta-World v3's 500."""
+    import gymnasium
+
+    from vai.envs.factory import gym_id, register_envs
+
+    env = env_factory(task, data_dir=data_dir)
+    env.reset(seed=SEED)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(np.zeros(4, dtype=np.float32))
+        assert not terminated
+        steps += 1
+    assert steps == 100 and env.unwrapped.simulator.curr_path_length == 200
+    with pytest.raises(gymnasium.error.ResetNeeded):
+        env.step(np.zeros(4, dtype=np.float32))
+    register_envs()
+    assert gymnasium.spec(gym_id(task)).max_episode_steps == 100
 
 
 # -- Gymnasium and bad input -----------------------------------------------------------------------

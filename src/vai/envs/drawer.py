@@ -19,8 +19,13 @@ from vai.envs.textures import table_texture
 class DrawerEnv(PixelEnv):
     """A Meta-World drawer task seen from VAI's top-down camera, its table in one of seven textures.
 
-    ``info["success"]`` is Meta-World's success flag after the step; ``info["episode_success"]`` is
-    whether it has been set at any step of the episode (VAI's success criterion).
+    ``info["success"]`` is Meta-World's success flag after the step (after its last Meta-World step,
+    which is the ``info`` VAI's wrapper returns); ``info["episode_success"]`` is whether it has been set
+    after any step of the episode: VAI's success criterion (its ``eval.py`` counts an episode as a
+    success at the first step whose flag is set). The flag is Meta-World v3's ``evaluate_state``,
+    stricter than VAI's v1 tasks: drawer-open-v3 needs the handle within 0.03 of its target (3-D
+    distance, the drawer pulled out to its stop), v1 within 0.08 along y; drawer-close-v3 needs 0.055
+    (3-D), v1 0.06 along y. An episode lasts ``task.episode_env_steps`` Meta-World steps.
     """
 
     def __init__(
@@ -105,9 +110,14 @@ class DrawerEnv(PixelEnv):
 
     def _simulate(self, action: np.ndarray) -> tuple[float, dict[str, Any]]:
         self._sim_obs, reward, _, _, info = self._sim.step(action)
-        success = bool(info["success"])
-        self._episode_success |= success
-        return float(reward), {"success": success, "episode_success": self._episode_success}
+        return float(reward), {"success": bool(info["success"])}
+
+    def _info(self, info: dict[str, Any]) -> dict[str, Any]:
+        # Once per agent step (and at reset), after the action repeat: the flag of the last Meta-World
+        # step counts, as in VAI, not one that a first sub-step set and the second cleared.
+        self._episode_success |= info["success"]
+        info["episode_success"] = self._episode_success
+        return super()._info(info)
 
     def _draw(self) -> tuple[np.ndarray, np.ndarray | None]:
         rgb, segments = self._renderer.render(self._data, segmentation=self.want_foreground_mask)
