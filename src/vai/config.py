@@ -70,9 +70,9 @@ class DrawerTask:
     """Simulator (Meta-World) steps per agent action, as VAI."""
     episode_env_steps: int = 200
     """Meta-World steps per episode (its ``max_path_length``): VAI's MetaWorldWrapper counts Meta-World
-    steps and ends the episode when the count reaches ``max_path_length``, which its drawer classes
-    inherit from the Meta-World release they forked: 200, so an episode is 100 agent steps at action
-    repeat 2 (Meta-World v3's own default is 500)."""
+    steps and ends the episode when the count reaches ``max_path_length``, which its drawer classes do
+    not set but inherit from the Meta-World release VAI forked (a base class its repository does not
+    include): 200, so an episode is 100 agent steps at action repeat 2 (Meta-World v3's default: 500)."""
     camera: dict = field(
         default_factory=lambda: {
             "azimuth": 180.0,
