@@ -14,11 +14,16 @@ import torch.nn.functional as F
 
 
 def random_crop(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A ``size`` x ``size`` window of each (C, H, W) image at a uniform random position (RAD, PAD)."""
+    """A ``size`` x ``size`` window of each (C, H, W) image at a uniform random position (RAD, PAD).
+
+    The corner's row and column are drawn from ``0 .. H - size - 1`` (0..15 for 100 -> 84), as PAD's
+    and VAI's ``utils.random_crop`` draws them (an exclusive upper bound, so the last window, which
+    touches the bottom or right edge, is never cut); an image of side ``size`` is returned whole.
+    """
     batch, _, height, width = images.shape
     device = images.device
-    top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=device)
-    left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=device)
+    top = torch.randint(0, max(height - size, 1), (batch,), generator=generator, device=device)
+    left = torch.randint(0, max(width - size, 1), (batch,), generator=generator, device=device)
     return crop_at(images, top, left, size)
 
 
