@@ -52,6 +52,17 @@ def test_stacks_repeat_the_first_frame_at_an_episode_start():
     assert seen[22.0] == ([20, 20, 21], [20, 21, 22])
 
 
+def test_a_buffer_told_to_keep_fewer_transitions_samples_only_the_newest():
+    # VAI keeps train_steps // 2 transitions: the ring may hold more frames, sampling sees the newest.
+    buffer = ReplayBuffer(50, (3, 4, 4), action_dim=1, transitions=5)
+    fill(buffer, [[10, 11, 12, 13, 14], [20, 21, 22, 23, 24]])  # 8 transitions
+    assert len(buffer) == 5
+    assert set(all_transitions(buffer)) == {14.0, 21.0, 22.0, 23.0, 24.0}
+    assert all_transitions(buffer)[14.0] == ([11, 12, 13], [12, 13, 14])  # its stack is still whole
+    with pytest.raises(ValueError, match="at least one transition"):
+        ReplayBuffer(50, (3, 4, 4), action_dim=1, transitions=0)
+
+
 def test_actions_and_flags_belong_to_their_transition():
     buffer = ReplayBuffer(20, (3, 4, 4), action_dim=1)
     buffer.start_episode(frame(1))

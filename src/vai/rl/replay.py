@@ -6,8 +6,12 @@ episode; a stack is gathered from the ring, repeating an episode's first frame w
 reaches back past it (as the environment fills its stack at reset). A transition (obs, action,
 reward, next_obs) is stored with the slot of next_obs's newest frame; obs ends one slot earlier.
 
-Memory: one 100x100 RGB frame is 30 kB, so 500k frames take 15 GB. A run of 500k environment frames
-at action repeat 4 stores 125k agent steps (3.75 GB), plus one reset frame per episode.
+A buffer may also keep fewer transitions than its ring holds (``transitions``): then only the newest
+that many are sampled, as a ring of that many transitions would keep them (VAI keeps
+``train_steps // 2``).
+
+Memory: one 100x100 RGB frame is 30 kB, so VAI's 250k transitions take 7.5 GB, plus one reset frame
+per episode.
 
 On a GPU the ring can live on the device (``device="cuda"``): sampling, stacking, cropping and
 augmentation then never leave it. Sampling needs no device-to-host copy: the host keeps the count of
@@ -43,7 +47,8 @@ class Batch:
 
 
 class ReplayBuffer:
-    """Ring of ``capacity`` frames (and at most as many transitions) of shape ``frame_shape``."""
+    """Ring of ``capacity`` frames of shape ``frame_shape``, sampling at most the newest
+    ``transitions`` transitions (default: as many as the ring holds whole)."""
 
     def __init__(
         self,
@@ -53,10 +58,14 @@ class ReplayBuffer:
         stack: int = 3,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        transitions: int | None = None,
     ):
         if capacity < stack + 2:
             raise ValueError(f"capacity {capacity} is too small for stacks of {stack}")
+        if transitions is not None and transitions < 1:
+            raise ValueError(f"a buffer must keep at least one transition, not {transitions}")
         self.capacity, self.stack, self.device = capacity, stack, torch.device(device)
+        self.max_transitions = transitions or capacity
         self.frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         """Draws of :meth:`sample` (unless it is given another): seeded, so a run's seed fixes them;
@@ -113,6 +122,7 @@ class ReplayBuffer:
         self.transition_slot[index] = slot
         self._transition_oldest[index] = newest - min(self._episode_position, self.stack)
         self.transitions_written += 1
+        self._first_whole = max(self._first_whole, self.transitions_written - self.max_transitions)
 
     def _newest(self, observation: np.ndarray) -> np.ndarray:
         return observation[-3:] if observation.shape[0] == 3 * self.stack else observation
