@@ -6,8 +6,9 @@
 Update time: median over ``--updates`` timed updates (after 3 warm-up ones) of one agent update
 (critic every step; actor, target and PAD heads on their schedule, so two consecutive updates are
 timed as a pair and halved) from a replay buffer of real frames, on ``--device``. Training speed:
-``--train-steps`` agent steps of the real training loop on walker_walk after its random phase
-(acting, environment, storing, one update per step; no evaluation), reported in environment frames
+``--train-steps`` agent steps of the real training loop on ``--task`` after its random phase
+(acting, environment, storing, one update per step; no evaluation; VAI's burst of updates at the end
+of the random phase is left out, so the figure is the steady state), reported in simulator frames
 per second (agent steps x action repeat), twice: with the environment stepping on its own thread
 during the update (``vai.rl.envthread``; what ``vai train`` does on a GPU or where torch leaves a CPU
 core free) and, in the last column, on the loop's thread (what it does otherwise).
@@ -87,7 +88,7 @@ def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.de
     action_repeat = get_task(task).action_repeat
     warm = 200
     preset = replace(
-        preset, init_steps=warm, frames=(warm + steps) * action_repeat, eval_every=10**9, checkpoint_every=10**9
+        preset, init_steps=warm, init_burst=False, train_steps=warm + steps, eval_every=10**9, checkpoint_every=10**9
     )
     agent = make_agent(algorithm, task, preset, device)
     # Threaded: the environment steps on its own thread while the agent updates.

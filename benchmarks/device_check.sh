@@ -9,8 +9,9 @@
 #                  (issue 4: at least 10x the original VAI loop's ~37 frames/s on walker_walk);
 #   2. the cartpole_balance run, paper presets, in runs/device-check/ (ignored by git):
 #      vision stages and their mask measurement (masks_eval.md: issue 3's cartpole row), then the vai agent, while the sac
-#      baseline trains beside it from the start (it needs no adapter), FRAMES frames each
-#      (default 100000: balance needs far fewer than the preset's 500k);
+#      baseline trains beside it from the start (it needs no adapter), STEPS agent steps each
+#      (default 12500, i.e. 100000 frames at action repeat 8: balance needs far fewer than the
+#      preset's 500k steps), evaluated every 2500 steps;
 #   3. walker.txt  benchmarks/mask_quality.py (into runs/device-check-masks/) --tasks walker_walk --preset paper, beside the vai agent
 #                  (issue 3's walker row);
 #   4. `vai run cartpole_balance --baseline sac`, which reuses all of it and writes the evaluation
@@ -29,7 +30,7 @@ check=${VAI_CHECK:-gpu}
 out=${OUT:-out/device-check}
 run=${RUN:-runs/device-check}
 py=${PYTHON:-python3}
-frames=${FRAMES:-100000}
+steps=${STEPS:-12500}
 logs=$run/logs
 mkdir -p "$out" "$logs"
 started=$SECONDS
@@ -49,7 +50,8 @@ gpu)
     device=cuda preset=paper
     vision_set=()
     collect=()
-    rl_set=("frames=$frames" "checkpoint_every=10000" "test_seeds=${TEST_SEEDS:-5}" "test_episodes=${TEST_EPISODES:-2}")
+    rl_set=("train_steps=$steps" "eval_every=2500" "checkpoint_every=1250" "test_seeds=${TEST_SEEDS:-5}"
+        "test_episodes=${TEST_EPISODES:-2}")
     speed=(--presets paper --algorithms vai sac --train-steps 1000 --updates 20)
     walker=(--episodes 3 --steps 50)
     mask_eval=(--episodes 3 --steps 50)
@@ -58,7 +60,7 @@ tiny)
     device=cpu preset=quick
     collect=(--frames 300)
     vision_set=("collect_frames=300" "transporter_steps=4" "adapter_steps=4" "mask_eval_episodes=1" "mask_eval_steps=4")
-    rl_set=("frames=1200" "init_steps=100" "eval_every=600" "eval_episodes=1" "checkpoint_every=600"
+    rl_set=("train_steps=150" "init_steps=100" "eval_every=75" "eval_episodes=1" "checkpoint_every=75"
         "test_seeds=1" "test_episodes=1")
     speed=(--presets quick --algorithms vai --train-steps 10 --updates 2)
     walker=(--episodes 1 --steps 4)

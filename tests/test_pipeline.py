@@ -22,7 +22,7 @@ TINY = [
     "adapter_batch=4",
     "mask_eval_episodes=1",
     "mask_eval_steps=3",
-    "frames=1000",
+    "train_steps=125",
     *TINY_AGENT,
     "test_seeds=1",
     "test_episodes=1",
@@ -72,7 +72,7 @@ def test_every_artifact_is_written(run_dir):
     ):
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "run.json").read_text())
-    assert config["vision"]["collect_frames"] == 60 and config["rl"]["frames"] == 1000
+    assert config["vision"]["collect_frames"] == 60 and config["rl"]["train_steps"] == 125
     assert config["baselines"] == ["sac"]
 
 
@@ -133,18 +133,29 @@ def test_a_second_run_with_other_settings_is_refused_and_changes_nothing(run_dir
 
 
 def test_only_free_settings_may_change_between_calls(tmp_path):
-    config = {"task": TASK, "device": "cpu", "backgrounds": "/data/backgrounds", "baselines": [], "rl": {"frames": 10}}
-    config["rl"]["test_seeds"] = 10
+    config = {"task": TASK, "device": "cpu", "backgrounds": "/data/backgrounds", "baselines": []}
+    config["rl"] = {"train_steps": 10, "test_seeds": 10}
     (tmp_path / "run.json").write_text(json.dumps(config))
-    same = {**config, "device": "cuda", "baselines": ["sac"], "rl": {"frames": 10, "test_seeds": 2, "new_field": 1}}
+    rl = {"train_steps": 10, "test_seeds": 2, "new_field": 1}
+    same = {**config, "device": "cuda", "baselines": ["sac"], "rl": rl}
     check_same_settings(tmp_path / "run.json", {**same, "backgrounds": "/elsewhere/backgrounds"})
-    with pytest.raises(UserError, match="rl.frames 10 -> 20"):
-        check_same_settings(tmp_path / "run.json", {**config, "rl": {"frames": 20, "test_seeds": 10}})
+    with pytest.raises(UserError, match="rl.train_steps 10 -> 20"):
+        check_same_settings(tmp_path / "run.json", {**config, "rl": {"train_steps": 20, "test_seeds": 10}})
     with pytest.raises(UserError, match="backgrounds 'backgrounds' -> 'procedural'"):
         check_same_settings(tmp_path / "run.json", {**config, "backgrounds": "procedural"})
     (tmp_path / "run.json").write_text("{")
     with pytest.raises(UserError, match="--fresh"):
         check_same_settings(tmp_path / "run.json", config)
+
+
+def test_a_run_directory_whose_rl_settings_counted_frames_is_refused_with_the_fix(tmp_path):
+    # Before RL settings counted agent steps, run.json recorded rl.frames (simulator frames): going on
+    # would resume its agent under another meaning of every length.
+    old = {"task": TASK, "device": "cpu", "backgrounds": "procedural", "baselines": [], "rl": {"frames": 24000}}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    wanted = {**old, "rl": {"train_steps": 3000}}
+    with pytest.raises(UserError, match=r"counted frames \(rl.frames\).*--fresh"):
+        check_same_settings(tmp_path / "run.json", wanted)
 
 
 def test_bad_arguments_are_user_errors(tmp_path):

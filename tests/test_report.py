@@ -15,6 +15,7 @@ def test_learning_summary_compares_first_and_last_evaluations_and_episodes(tmp_p
     write_csv(tmp_path / "train.csv", ["frames", "return"], [(1000 * (i + 1), r) for i, r in enumerate(episodes)])
     summary = learning_summary(tmp_path)
     assert summary["first_return"] == 250.0 and summary["last_return"] == 410.0 and summary["last_frames"] == 4000
+    assert summary["last_step"] == 500
     assert summary["first_episodes"] == sum(episodes[:EPISODES_COMPARED]) / EPISODES_COMPARED
     assert summary["last_episodes"] == sum(episodes[-EPISODES_COMPARED:]) / EPISODES_COMPARED
     assert set(curves({"vai": tmp_path})["vai"]) == {"train", "training episodes"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import struct
 import zipfile
 from dataclasses import replace
@@ -12,20 +13,21 @@ import numpy as np
 import pytest
 import torch
 from conftest import damaged_copy
+from torch import nn
 
-from vai.config import RLPreset
+from vai.config import RLPreset, get_rl_preset, get_task, replay_transitions
 from vai.errors import UserError
 from vai.rl.checkpoint import load_agent, save_checkpoint
 from vai.rl.episodes import refill
 from vai.rl.logger import RunLogger
-from vai.rl.loop import LoopState, Trainer
+from vai.rl.loop import LoopState, Trainer, update_numbers
 from vai.rl.replay import ReplayBuffer
 from vai.rl.sac import SACAgent, nstep_return
 from vai.vision.adapter import AttentionAdapter
 
 TINY = RLPreset(
     "tiny",
-    frames=600,
+    train_steps=600,
     init_steps=100,
     batch_size=16,
     num_filters=8,
@@ -214,7 +216,7 @@ class BrightSide(gym.Env):
 
 
 def test_sac_learns_a_trivial_pixel_problem_in_seconds(tmp_path):
-    preset = replace(TINY, discount=0.5, aux_tasks="", frames=400, init_steps=100, batch_size=32, actor_lr=3e-3)
+    preset = replace(TINY, discount=0.5, aux_tasks="", train_steps=400, init_steps=100, batch_size=32, actor_lr=3e-3)
     env = BrightSide()
     agent = make_agent(preset=preset, seed=0)
     buffer = ReplayBuffer(1000, (3, 100, 100), 2)
@@ -274,7 +276,9 @@ def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
 
 @pytest.mark.parametrize("updates_per_step", [1, 3])
 def test_loop_makes_updates_per_step_updates_and_keeps_the_actor_schedule(tmp_path, updates_per_step):
-    preset = replace(TINY, aux_tasks="", frames=30, init_steps=10, updates_per_step=updates_per_step)
+    preset = replace(
+        TINY, aux_tasks="", train_steps=30, init_steps=10, updates_per_step=updates_per_step, init_burst=False
+    )
     agent = make_agent(preset=preset)
     buffer = ReplayBuffer(100, (3, 100, 100), 2)
     with RunLogger(tmp_path, tensorboard=False) as logger:
@@ -306,8 +310,8 @@ class CrashingBrightSide(BrightSide):
         return super().step(action)
 
 
-def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None):
-    agent = agent or make_agent(preset=preset, seed=3)
+def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None, algorithm="sac"):
+    agent = agent or make_agent(algorithm, preset=preset, seed=3)
     buffer = buffer or ReplayBuffer(100, (3, 100, 100), 2, seed=3)
     with RunLogger(directory, tensorboard=False, resume_step=state.step if state else None) as logger:
         trainer = Trainer(
@@ -320,7 +324,7 @@ def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None)
 def test_a_seed_reproduces_training_exactly(tmp_path):
     # Everything random in training (actions, replay draws, crops, policy noise) comes from the seed,
     # not from torch's global generator, which each process seeds at random.
-    preset = replace(TINY, aux_tasks="inverse", frames=40, init_steps=20)
+    preset = replace(TINY, aux_tasks="inverse", train_steps=40, init_steps=20)
     with torch.random.fork_rng(devices=[]):  # leaves the global generator as it found it
         torch.manual_seed(1)
         first = train_tiny(tmp_path / "run1", preset)
@@ -329,13 +333,15 @@ def test_a_seed_reproduces_training_exactly(tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
-def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path):
-    # Checkpoints hold every random state and the replay is rebuilt from the recorded episodes.
-    preset = replace(TINY, aux_tasks="inverse", frames=40, init_steps=10, checkpoint_every=15)
-    whole = train_tiny(tmp_path / "whole", preset)
+@pytest.mark.parametrize("algorithm", ["sac", "vai"])
+def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, algorithm):
+    # Checkpoints hold every random state and the replay is rebuilt from the recorded episodes; vai
+    # also augments when it acts, the first thing a resumed run does.
+    preset = replace(TINY, aux_tasks="inverse", train_steps=40, init_steps=10, checkpoint_every=15)
+    whole = train_tiny(tmp_path / "whole", preset, algorithm=algorithm)
     run = tmp_path / "crashed"
     with pytest.raises(Crash):  # after the checkpoint at step 15 (end of episode 3), mid-episode 6
-        train_tiny(run, preset, env=CrashingBrightSide(crash_at=28))
+        train_tiny(run, preset, env=CrashingBrightSide(crash_at=28), algorithm=algorithm)
     agent, payload = load_agent(run / "checkpoints" / "last.pt", with_optimizers=True)
     state = LoopState(**payload["loop"])
     assert state.step == 15
@@ -356,3 +362,189 @@ def test_nstep_return_discounts_each_step_and_bootstraps_after_the_last():
     expected = {1.0: (2.0, 0.25), 2.0: (4.0, 0.0), 4.0: (4.0, 0.0)}  # 1 + 0.5 x 2; 2 + 0.5 x 4 (terminal)
     for first, value, weight in zip(batch.reward[:, 0].tolist(), returns[:, 0].tolist(), bootstrap[:, 0].tolist()):
         assert (value, weight) == expected[first]
+
+
+# -- VAI's training schedule, PAD heads and adapt_aug (its public code: train.py, agent.py, encoder.py) --
+
+
+def test_paper_trains_vais_500k_agent_steps_on_every_task_and_quick_keeps_its_cartpole_length():
+    paper, quick = get_rl_preset("paper"), get_rl_preset("quick")
+    assert (paper.train_steps, paper.eval_every, paper.checkpoint_every, paper.eval_episodes) == (
+        500_000,
+        100_000,
+        100_000,
+        10,
+    )
+    assert replay_transitions(paper) == 250_000 and replay_transitions(quick) == quick.train_steps // 2
+    for task in ("cartpole_balance", "walker_walk", "finger_spin"):  # action repeat 8, 4 and 2
+        trainer = Trainer(None, None, None, None, paper, get_task(task).action_repeat, None, task, 0)
+        assert trainer.total_steps == 500_000
+    # quick is the cartpole run it was: 24,000 frames, evaluations every 12,000, checkpoints every 5,000.
+    repeat = get_task("cartpole_balance").action_repeat
+    assert (quick.train_steps * repeat, quick.eval_every * repeat, quick.checkpoint_every * repeat) == (
+        24_000,
+        12_000,
+        5_000,
+    )
+
+
+def play_bright_side(agent) -> dict[str, dict[str, float]]:
+    """An evaluation for the training loop: one episode of BrightSide with the mean action."""
+    env, total, done = BrightSide(), 0.0, False
+    obs, _ = env.reset(seed=0)
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+        total, done = total + reward, terminated or truncated
+    return {"train": {"return": total}}
+
+
+@pytest.mark.parametrize("action_repeat", [1, 8])
+def test_the_loop_counts_agent_steps_whatever_the_action_repeat(tmp_path, action_repeat):
+    preset = replace(TINY, aux_tasks="", train_steps=20, init_steps=5, eval_every=10, checkpoint_every=10)
+    agent = make_agent(preset=preset)
+    buffer = ReplayBuffer(100, (3, 100, 100), 2)
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        trainer = Trainer(
+            BrightSide(), agent, buffer, logger, preset, action_repeat, tmp_path, "bright_side", 0, play_bright_side
+        )
+        state = trainer.train()
+    assert state.step == 20 and state.episode == 4  # episodes of 5 agent steps
+
+    def column(name: str, key: str) -> list[int]:
+        with open(tmp_path / f"{name}.csv", newline="") as handle:
+            return [int(float(row[key])) for row in csv.DictReader(handle)]
+
+    assert column("eval_train", "step") == [0, 10, 20]  # every eval_every agent steps
+    assert column("train", "frames") == [5 * action_repeat * episode for episode in (1, 2, 3, 4)]
+
+
+def test_the_random_phase_ends_with_vais_burst_of_updates_numbered_as_its_step(tmp_path):
+    # train.py: at step == init_steps, init_steps updates, each called with that step, so with an even
+    # init_steps every schedule (actor, target, heads: step % 2 == 0) fires on every one of them.
+    preset = replace(TINY, train_steps=30, init_steps=10)
+    assert preset.init_burst and update_numbers(9, preset) == [] and update_numbers(11, preset) == [11]
+    assert update_numbers(10, preset) == [10] * 10
+    assert update_numbers(10, replace(preset, updates_per_step=2)) == [20] * 10
+    assert update_numbers(10, replace(preset, init_burst=False)) == [10]
+    agent = make_agent(preset=preset)
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        Trainer(BrightSide(), agent, ReplayBuffer(100, (3, 100, 100), 2), logger, preset, 1, tmp_path, "b", 0).train()
+
+    def adam_steps(optimizer):
+        return int(next(iter(optimizer.state.values()))["step"])
+
+    assert adam_steps(agent.critic_optimizer) == 10 + 19  # the burst, then steps 11..29
+    assert adam_steps(agent.actor_optimizer) == adam_steps(agent.aux_optimizer) == 10 + 9  # even steps 12..28
+
+
+def record_conv_passes(agent: SACAgent, module: nn.Module | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(input, weight) of every later pass through the critic's first conv, which the actor's and
+    PAD's encoders share (or through ``module``)."""
+    module = module or agent.critic.encoder.own[0]
+    passes = []
+    module.register_forward_pre_hook(lambda conv, args: passes.append((args[0].detach().clone(), conv.weight.clone())))
+    return passes
+
+
+def test_every_encoder_pass_of_a_vai_update_draws_its_own_adapt_aug():
+    preset = replace(TINY, aux_tasks="inverse,reward")
+    batch = filled_buffer().sample(16, torch.Generator().manual_seed(0))
+    agent = make_agent("vai", preset)
+    passes = record_conv_passes(agent)
+    target_passes = record_conv_passes(agent, agent.critic_target.encoder.own[0])
+    agent.update(batch, 2)  # step 2: the critic, the actor, the target and the heads all update
+    # The target's actor (next_obs); the critic (obs); the actor's step, which encodes obs again for
+    # the actor and for the critic, after the critic's optimiser step; the heads (obs, next_obs).
+    assert len(passes) == 6 and len(target_passes) == 1
+    inputs = [images for images, _ in passes]
+    on_obs, on_next = inputs[1:5], [inputs[0], target_passes[0][0], inputs[5]]
+    for group in (on_obs, on_next):
+        for index, first in enumerate(group):
+            for second in group[index + 1 :]:
+                difference = (first - second).abs()
+                # The same crop, each pass with its own boxes and noise.
+                assert difference.max() > 0.05 and 0.003 < difference.median() < 0.02
+    weights = [weight for _, weight in passes]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
+    assert torch.equal(weights[2], weights[5])
+    # Without an adapter nothing is drawn per pass: the critic's and the actor's views of obs are one.
+    sac = make_agent("sac", preset)
+    plain = record_conv_passes(sac)
+    sac.update(batch, 2)
+    assert len(plain) == 6 and all(torch.equal(plain[1][0], images) for images, _ in plain[2:5])
+    # actor_reuses_critic_trunk: the actor's step takes the critic's conv output instead.
+    reusing = make_agent("vai", replace(preset, actor_reuses_critic_trunk=True))
+    fewer = record_conv_passes(reusing)
+    reusing.update(batch, 2)
+    assert len(fewer) == 4
+
+
+def off_the_stored_grid(images: torch.Tensor) -> bool:
+    """Whether ``images`` hold values other than the k / 255 of stored uint8 frames (adapt_aug's noise)."""
+    scaled = images * 255
+    return bool((scaled - scaled.round()).abs().max() > 0.05)
+
+
+def test_a_vai_agent_augments_when_acting_in_training_and_not_once_loaded(tmp_path):
+    from vai.envs import make_env
+    from vai.rl.evaluate import evaluate, training_evaluator
+
+    preset = replace(TINY, aux_tasks="inverse", train_steps=12, init_steps=6, eval_episodes=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        adapter = AttentionAdapter(channels=4)
+    agent = SACAgent("vai", (9, 100, 100), 1, preset, (2, 1), adapter, seed=0)
+    passes = record_conv_passes(agent)
+    env = make_env("cartpole_balance", "train")
+    evaluator = training_evaluator("cartpole_balance", ["train"], preset.eval_episodes)
+    try:
+        with RunLogger(tmp_path, tensorboard=False) as logger:
+            trainer = Trainer(env, agent, ReplayBuffer(50, (3, 100, 100), 1), logger, preset, 8, tmp_path, "c", 0)
+            trainer.evaluate = evaluator
+            trainer.train()
+    finally:
+        env.close()
+    acting = [off_the_stored_grid(images) for images, _ in passes if images.shape[0] == 1]
+    # Two evaluations of 125 steps (the untrained policy, the end) and the 6 steps after the random phase.
+    assert len(acting) == 2 * 125 + 6 and all(acting)
+    assert not agent.augmenting  # the loop hands back an agent that acts as a loaded one
+    save_checkpoint(agent, tmp_path / "agent.pt", "cartpole_balance", {"step": 12})
+    loaded, _ = load_agent(tmp_path / "agent.pt")
+    clean = record_conv_passes(loaded)
+    evaluate(loaded, "cartpole_balance", ["train"], seeds=1, episodes=1)  # vai eval: VAI's eval.py, no adapt_aug
+    assert len(clean) == 125 and not any(off_the_stored_grid(images) for images, _ in clean)
+    observation = np.zeros((9, 100, 100), np.uint8)
+    loaded.adapt(observation, np.zeros(1, np.float32), observation)  # PAD at test time: clean crops too
+    assert not any(off_the_stored_grid(images) for images, _ in clean[125:])
+
+
+def test_pad_heads_have_vais_shape_and_the_reward_head_reads_both_observations():
+    assert get_rl_preset("paper").aux_tasks == get_rl_preset("quick").aux_tasks == "inverse,reward"
+    agent = make_agent()  # TINY trains all three heads
+    features, hidden = TINY.feature_dim, TINY.hidden_dim
+    shapes = {
+        name: [(layer.in_features, layer.out_features) for layer in head if isinstance(layer, nn.Linear)]
+        for name, head in agent.aux.heads.items()
+    }
+    assert shapes == {
+        "inverse": [(2 * features, hidden), (hidden, hidden), (hidden, 2)],
+        "reward": [(2 * features, hidden), (hidden, hidden), (hidden, 1)],
+        "rotation": [(features, hidden), (hidden, hidden), (hidden, 4)],
+    }
+    buffer = filled_buffer()
+    obs, next_obs, other = (agent.observe.train_view(buffer.sample(8).obs) for _ in range(3))
+    action, reward = torch.zeros(8, 2), torch.zeros(8, 1)
+    with torch.no_grad():
+        loss = agent.aux.losses(obs, action, reward, next_obs, ("reward",))["reward"]
+        assert agent.aux.losses(obs, action + 1, reward, next_obs, ("reward",))["reward"] == loss
+        assert agent.aux.losses(obs, action, reward, other, ("reward",))["reward"] != loss
+
+
+def test_checkpoints_of_the_frame_counting_version_are_refused_in_one_line(tmp_path):
+    path = save_checkpoint(make_agent(), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 1
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="version 1 agent checkpoint.*frames.*PAD heads.*another --out") as error:
+        load_agent(tmp_path / "old.pt")
+    assert "\n" not in str(error.value)

@@ -70,15 +70,62 @@ def test_random_convolution_keeps_shape_range_and_stack_consistency():
     assert not torch.allclose(out[0, :3], out[1, :3])  # different stacks, different filters
 
 
-def test_adapt_aug_adds_small_boxes_and_noise_only():
-    images = torch.zeros(16, 9, 84, 84)
-    boxed = adapt_aug(images, boxes=4, noise=0.0, generator=torch.Generator().manual_seed(0))
-    changed = (boxed != 0).any(1)  # (B, H, W)
-    assert changed.any() and changed.float().mean() < 0.1
-    # A box sits at the same place in all three frames.
-    assert torch.equal(boxed[:, 0:3] != 0, boxed[:, 3:6] != 0)
-    noisy = adapt_aug(torch.full((4, 9, 84, 84), 0.5), boxes=0, noise=0.005, generator=torch.Generator().manual_seed(1))
-    assert 0.003 < (noisy - 0.5).std() < 0.007
+def box_areas(painted: torch.Tensor) -> list[list[int]]:
+    """Pixels of each colour per frame of ``painted`` (N, 3, S, S), black (unpainted) excluded."""
+    areas = []
+    for frame in painted:
+        colours = frame.flatten(1).T  # (S * S, 3)
+        colours = colours[colours.abs().sum(1) > 0]
+        areas.append(sorted(torch.unique(colours, dim=0, return_counts=True)[1].tolist()))
+    return areas
+
+
+def test_adapt_aug_paints_15_boxes_on_every_frame_mostly_one_pixel_wide():
+    # VAI (encoder.py): 15 boxes per RGB frame, side int(N(0, 2)) clamped to 1..5 (P(1 px) = 0.84).
+    generator = torch.Generator().manual_seed(0)
+    areas = []
+    for _ in range(100):
+        painted = adapt_aug(torch.zeros(2, 9, 84, 84), boxes=15, noise=0.0, generator=generator)
+        frames = box_areas(painted.view(6, 3, 84, 84))
+        # One side per box for the whole batch: frames whose boxes do not overlap (the most pixels
+        # painted) show the same areas; overlaps may hide a box or part of it, no frame has more.
+        assert max(len(frame) for frame in frames) == 15
+        most = max(sum(frame) for frame in frames)
+        whole = [frame for frame in frames if sum(frame) == most and len(frame) == 15]
+        assert len(whole) >= 3 and all(frame == whole[0] for frame in whole)
+        areas += whole[0]
+    assert set(areas) <= {1, 4, 9, 16, 25} and {4, 9} <= set(areas)  # squares of side 1 to 5
+    assert 0.78 < areas.count(1) / len(areas) < 0.9
+
+
+def test_adapt_aug_draws_places_and_colours_per_frame_within_vai_bounds():
+    generator = torch.Generator().manual_seed(1)
+    painted = adapt_aug(torch.zeros(64, 9, 42, 42), boxes=15, noise=0.0, generator=generator)
+    mask = (painted != 0).any(1)  # (B, S, S)
+    # Each frame of a stack has its own boxes (VAI views the stack as single frames).
+    frame_masks = (painted.view(64, 3, 3, 42, 42) != 0).any(2)
+    assert (frame_masks[:, 0] != frame_masks[:, 1]).flatten(1).any(1).all()
+    # Corners in [0, S - side): the last row and column are never painted, the ones before are.
+    assert not mask[:, -1, :].any() and not mask[:, :, -1].any()
+    assert mask[:, -2, :].any() and mask[:, :, -2].any() and mask[:, 0, :].any()
+    # Pooled views (downsample 2): sides halved, at least 1 px, so at most 2 px.
+    generator = torch.Generator().manual_seed(2)
+    areas = []
+    for _ in range(40):
+        pooled = adapt_aug(torch.zeros(1, 3, 42, 42), 15, 0.0, generator, downsample=2)
+        areas += box_areas(pooled)[0]
+    assert set(areas) <= {1, 2, 3, 4} and areas.count(1) / len(areas) > 0.9
+
+
+def test_adapt_aug_noise_has_vai_std_and_no_clamp():
+    generator = torch.Generator().manual_seed(3)
+    noisy = adapt_aug(torch.full((4, 9, 84, 84), 0.5), boxes=0, noise=0.005, generator=generator)
+    assert 0.0048 < (noisy - 0.5).std() < 0.0052 and abs(float((noisy - 0.5).mean())) < 2e-4
+    # VAI adds the noise after the boxes and clamps nothing: black goes below 0, white above 1.
+    assert adapt_aug(torch.zeros(2, 9, 84, 84), 15, 0.005, generator).min() < 0
+    assert adapt_aug(torch.ones(2, 9, 84, 84), 15, 0.005, generator).max() > 1
+    images = torch.rand(2, 9, 84, 84)
+    assert torch.equal(adapt_aug(images, 0, 0.0, generator), images)  # nothing asked, nothing changed
 
 
 def test_boxes_are_painted_in_order_at_their_places_in_every_frame():

@@ -47,9 +47,9 @@ def trained(tmp_path_factory, data_dir):
         "--algo",
         "sac",
         *TINY,
-        "frames=2000",
-        "eval_every=2000",
-        "checkpoint_every=1000",
+        "train_steps=250",
+        "eval_every=250",
+        "checkpoint_every=125",
         "--out",
         str(out),
         "--eval-mode",
@@ -77,10 +77,14 @@ def trained(tmp_path_factory, data_dir):
 def test_training_writes_config_logs_and_checkpoint(trained):
     out, _ = trained
     config = json.loads((out / "config.json").read_text())
-    assert config["algorithm"] == "sac" and config["preset"]["frames"] == 2000 and config["encoder_layers"] == [1, 1]
+    assert config["algorithm"] == "sac" and config["encoder_layers"] == [1, 1]
+    # Lengths count agent steps (VAI's train_steps), whatever the action repeat; the replay buffer
+    # keeps train_steps // 2 transitions (VAI's rule).
+    assert config["preset"]["train_steps"] == 250 and config["replay_transitions"] == 125
     train = rows(out / "train.csv")
     assert [row["episode"] for row in train] == ["1", "2"]
     assert [row["step"] for row in train] == ["125", "250"]
+    assert [row["frames"] for row in train] == ["1000", "2000"]  # simulator frames, for plots: 8 per step
     assert train[1]["critic_loss"] and float(train[1]["critic_loss"]) >= 0
     assert [row["step"] for row in rows(out / "eval_color_hard.csv")] == ["0", "250"]  # untrained, then end
     events = read_events(next((out / "tensorboard").iterdir()))
@@ -127,9 +131,9 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
         "--algo",
         "drq",
         *TINY,
-        "frames=3000",
-        "eval_every=100000",
-        "checkpoint_every=1000",
+        "train_steps=375",
+        "eval_every=12500",
+        "checkpoint_every=125",
         "--out",
         str(out),
     ]
@@ -147,13 +151,13 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
     other = run_vai(*resume, "--set", "batch_size=16", env=env)  # not a setting a resumed run may change
     assert_user_error(other, "batch_size 8 -> 16", "--out")
     assert len(rows(out / "train.csv")) == episodes_before
-    again = run_vai(*resume, "--set", "frames=4000", env=env)  # and train on to 4000 frames
+    again = run_vai(*resume, "--set", "train_steps=500", env=env)  # and train on to 500 agent steps
     assert again.returncode == 0, again.stderr
     train = rows(out / "train.csv")
-    assert [row["step"] for row in train] == ["125", "250", "375", "500"]  # 4000 frames / 8 = 500 steps
+    assert [row["step"] for row in train] == ["125", "250", "375", "500"]
     assert [row["episode"] for row in train] == ["1", "2", "3", "4"]
-    assert json.loads((out / "config.json").read_text())["preset"]["frames"] == 4000
-    assert_user_error(run_vai(*resume, "--set", "frames=5000", env=env), "finished its 4000 frames")
+    assert json.loads((out / "config.json").read_text())["preset"]["train_steps"] == 500
+    assert_user_error(run_vai(*resume, "--set", "train_steps=625", env=env), "finished its 500 agent steps")
     done = run_vai("train", TASK, "--algo", "drq", *TINY, "--out", str(out))
     assert_user_error(done, "--resume")
 
@@ -166,7 +170,7 @@ def test_a_diverging_run_stops_with_a_saved_state(tmp_path, data_dir):
         "--algo",
         "sac",
         *TINY,
-        "frames=1000",
+        "train_steps=125",
         "init_temperature=inf",
         "--out",
         str(out),

@@ -103,6 +103,11 @@ def check_same_settings(path: Path, config: dict[str, Any]) -> None:
         recorded = _flat(json.loads(path.read_text()))
     except (OSError, ValueError):
         raise UserError(f"{path} is unreadable: add --fresh to start the run over") from None
+    if "rl.frames" in recorded:  # run.json of a vai that counted RL training in simulator frames
+        raise UserError(
+            f"{path.parent} was made by an older vai whose RL settings counted frames (rl.frames), not agent "
+            "steps (rl.train_steps): add --fresh to start over, or choose another --run"
+        )
     wanted = _flat(json.loads(json.dumps(config)))  # as it would be recorded: tuples become lists
     changed = [
         f"{key} {recorded[key]!r} -> {wanted[key]!r}"
@@ -277,7 +282,8 @@ def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dic
         if summary:
             line = (
                 f"- {name}: evaluation return in `train` {summary['first_return']:.0f} before training -> "
-                f"{summary['last_return']:.0f} after {summary['last_frames']:.0f} frames"
+                f"{summary['last_return']:.0f} after {summary['last_step']:.0f} agent steps "
+                f"({summary['last_frames']:.0f} frames)"
             )
             if "first_episodes" in summary:
                 line += (
@@ -295,7 +301,11 @@ def add_run_command(subparsers: Any) -> None:
     parser.add_argument("task", help="task name (see 'vai env list')")
     parser.add_argument("--preset", default="quick", help="quick (2-core CPU, minutes) or paper (VAI's, GPU)")
     parser.add_argument(
-        "--set", nargs="+", default=None, metavar="KEY=VALUE", help="override vision or RL preset fields"
+        "--set",
+        nargs="+",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override vision or RL preset fields; RL lengths count agent steps (train_steps, eval_every, ...)",
     )
     parser.add_argument("--run", type=Path, default=None, help="run directory (default: runs/TASK-PRESET)")
     parser.add_argument("--baseline", nargs="+", default=None, help="also train these for comparison: sac drq svea")

@@ -85,6 +85,7 @@ def learning_summary(agent_dir: Path, mode: str = "train") -> dict[str, float] |
     summary = {
         "first_frames": float(rows[0]["frames"]),
         "first_return": float(rows[0]["return"]),
+        "last_step": float(rows[-1]["step"]),
         "last_frames": float(rows[-1]["frames"]),
         "last_return": float(rows[-1]["return"]),
     }

@@ -91,11 +91,19 @@ def adapt_aug(
     boxes: int,
     noise: float,
     generator: torch.Generator | None = None,
-    box_max: int = 10,
+    box_std: float = 2.0,
+    box_max: int = 5,
+    downsample: int = 1,
     noise_bank: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """VAI's augmentation of the adapted observation: ``boxes`` small random boxes of random colour
-    per stack (the same place in every frame) and Gaussian noise of std ``noise``; clamped to [0, 1].
+    """VAI's augmentation of the adapted observation (``encoder.py``, ``--adapt_aug``), on a new tensor.
+
+    Every RGB frame of the stacks (B, 3F, S, S) in [0, 1] is treated alone: ``boxes`` squares of
+    random colour are painted on it, later boxes over earlier ones; then Gaussian noise of std
+    ``noise`` is added to every pixel, with no clamp after. Box ``k`` has one side for the whole batch,
+    int(N(0, ``box_std``)) (truncated toward zero) clamped to ``[1, box_max]``, so most boxes are one
+    pixel; each frame draws its own corner, uniform in ``0 .. S - side - 1`` per axis, and colour,
+    uniform in [0, 1]^3. Views pooled by ``downsample`` d get sides divided by d (at least 1 px).
     ``noise_bank``: see :func:`standard_normal`.
 
     It teaches the agent to ignore the specks of background the adapter may leak at test time.
@@ -104,14 +112,20 @@ def adapt_aug(
     device = images.device
     out = images.clone(memory_format=torch.contiguous_format)
     if boxes > 0:
-        side = torch.randint(1, box_max + 1, (batch, boxes, 2), generator=generator, device=device)
-        top = (torch.rand(batch, boxes, generator=generator, device=device) * (height - side[..., 0] + 1)).long()
-        left = (torch.rand(batch, boxes, generator=generator, device=device) * (width - side[..., 1] + 1)).long()
-        colour = torch.rand(batch, boxes, 3, generator=generator, device=device)
-        paint_boxes(out, top, left, side, colour, box_max)
+        frames = batch * (channels // 3)
+        gauss = torch.randn(boxes, generator=generator, device=device) * box_std
+        side = gauss.trunc().long().clamp(1, box_max)  # (K,): one side per box, as VAI's random.gauss
+        largest = max(1, box_max // downsample)
+        side = (side // downsample).clamp(min=1)
+        corner = torch.rand(2, frames, boxes, generator=generator, device=device)
+        top = (corner[0] * (height - side).clamp(min=1)).long()  # uniform in 0 .. H - side - 1
+        left = (corner[1] * (width - side).clamp(min=1)).long()
+        colour = torch.rand(frames, boxes, 3, generator=generator, device=device)
+        square = side[None, :, None].expand(frames, boxes, 2)
+        paint_boxes(out.view(frames, 3, height, width), top, left, square, colour, largest)
     if noise > 0:
         out.add_(standard_normal(out.shape, generator, device, noise_bank), alpha=noise)
-    return out.clamp_(0, 1)
+    return out
 
 
 def paint_boxes(

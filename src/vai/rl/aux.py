@@ -6,25 +6,27 @@ shared layers; at test time the same losses, which need no reward, update them o
 environment's own frames (test-time adaptation), while the actor and critic stay fixed.
 
 - ``inverse``: predict the action from features of obs and next_obs (squared error).
-- ``reward``: predict the reward from features of obs and the action (squared error; training only,
+- ``reward``: predict the reward from features of obs and next_obs (squared error; training only,
   since a reward signal is not self-supervision at test time).
 - ``rotation``: predict which of 0/90/180/270 degrees a crop was rotated by (cross entropy).
+
+Every head is an MLP with two hidden ReLU layers of ``hidden_dim`` (VAI's ``InvFunction``,
+``RewardFunction``, ``RotFunction``); the losses of one step are summed and take one optimiser step
+(VAI's ``update_inv_and_rewards``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vai.rl.encoder import PixelEncoder
+from vai.rl.encoder import PixelEncoder, mlp
 
 TEST_TIME_TASKS = ("inverse", "rotation")
 """Heads whose loss needs no reward, so PAD can run them on test episodes."""
-
-
-def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
 
 
 class AuxiliaryHeads(nn.Module):
@@ -34,11 +36,11 @@ class AuxiliaryHeads(nn.Module):
         features = encoder.feature_dim
         self.heads = nn.ModuleDict()
         if "inverse" in tasks:
-            self.heads["inverse"] = _mlp(2 * features, hidden_dim, action_dim)
+            self.heads["inverse"] = mlp(2 * features, hidden_dim, action_dim)
         if "reward" in tasks:
-            self.heads["reward"] = _mlp(features + action_dim, hidden_dim, 1)
+            self.heads["reward"] = mlp(2 * features, hidden_dim, 1)
         if "rotation" in tasks:
-            self.heads["rotation"] = _mlp(features, hidden_dim, 4)
+            self.heads["rotation"] = mlp(features, hidden_dim, 4)
 
     def losses(
         self,
@@ -48,19 +50,25 @@ class AuxiliaryHeads(nn.Module):
         next_obs: torch.Tensor,
         tasks: tuple[str, ...] | None = None,
         generator: torch.Generator | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Loss per head (``tasks`` or all) on float views (B, C, S, S)."""
+        """Loss per head (``tasks`` or all) on float views (B, C, S, S); ``augment``, if given, is
+        applied to the input of every encoder pass (a fresh draw each, as VAI's encoder augments)."""
         tasks = self.tasks if tasks is None else tasks
+
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return self.encoder(augment(images) if augment is not None else images)
+
         losses = {}
-        features = self.encoder(obs) if ("inverse" in tasks or "reward" in tasks) else None
-        if "inverse" in tasks:
-            both = torch.cat([features, self.encoder(next_obs)], dim=1)
-            losses["inverse"] = F.mse_loss(self.heads["inverse"](both), action)
-        if "reward" in tasks and reward is not None:
-            losses["reward"] = F.mse_loss(self.heads["reward"](torch.cat([features, action], dim=1)), reward)
+        if "inverse" in tasks or ("reward" in tasks and reward is not None):
+            both = torch.cat([encode(obs), encode(next_obs)], dim=1)  # (h, h')
+            if "inverse" in tasks:
+                losses["inverse"] = F.mse_loss(self.heads["inverse"](both), action)
+            if "reward" in tasks and reward is not None:
+                losses["reward"] = F.mse_loss(self.heads["reward"](both), reward)
         if "rotation" in tasks:
             rotated, label = rotate(obs, generator)
-            losses["rotation"] = F.cross_entropy(self.heads["rotation"](self.encoder(rotated)), label)
+            losses["rotation"] = F.cross_entropy(self.heads["rotation"](encode(rotated)), label)
         return losses
 
 

@@ -23,7 +23,9 @@ from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 
 FORMAT = "vai.agent"
-VERSION = 1
+VERSION = 2
+"""2: settings in agent steps (``train_steps``) and VAI's PAD heads (two hidden layers, the reward head
+on (h, h')); version 1 counted frames and had other heads, so its checkpoints are refused."""
 
 
 def save_checkpoint(agent, path: str | os.PathLike, task: str, loop_state: dict[str, Any]) -> Path:
@@ -61,8 +63,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise UserError(f"checkpoint {path} is unreadable (not a torch checkpoint archive): {fix}") from None
         first_line = (str(error).splitlines() or [type(error).__name__])[0][:160]
         raise UserError(f"checkpoint {path} is unreadable ({first_line}): {fix}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("version") != VERSION:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a vai agent checkpoint (version {VERSION}): {fix}")
+    if payload.get("version") != VERSION:
+        raise UserError(
+            f"{path} is a version {payload.get('version')} agent checkpoint, from a vai whose settings counted "
+            f"frames and whose PAD heads had other shapes; this vai reads version {VERSION}: train the agent "
+            "again into another --out (vai run: --fresh)"
+        )
     if not isinstance(payload.get("agent"), dict) or digest_mismatch(payload["agent"], payload):
         raise UserError(f"checkpoint {path} is damaged (its weights fail their checksum): {fix}")
     return payload

@@ -80,6 +80,13 @@ class PixelEncoder(nn.Module):
         return self.head(self.trunk(images, detach_shared))
 
 
+def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """Two hidden ReLU layers of width ``hidden``: SAC-AE's actor and Q heads, PAD's and VAI's heads."""
+    return nn.Sequential(
+        nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs)
+    )
+
+
 def orthogonal_init(module: nn.Module) -> None:
     """SAC-AE's initialisation: orthogonal linear layers, delta-orthogonal convolutions, zero biases."""
     if isinstance(module, nn.Linear):

@@ -7,6 +7,12 @@ thread when it is an ``EnvThread``, and no device-to-host copy besides the actio
 policy acts on the stack of stored frames the loop keeps (for ``vai`` already adapted, so the
 adapter runs once per environment step); update metrics stay on the device and are averaged once per
 episode. Episodes, evaluations and checkpoints happen between episodes.
+
+Every count is in agent steps (``preset.train_steps``, ``eval_every``, ``checkpoint_every``); the
+logs also give ``frames`` = steps x action repeat for plots. As VAI's ``train.py``: random actions
+for ``init_steps`` steps, then at step ``init_steps`` a burst of ``init_steps`` updates (with
+``init_burst``), then ``updates_per_step`` per step; while training, the agent's acting augments as
+its updates do (``adapt_aug_when_acting``), evaluations during training included.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class LoopState:
     """The loop's counters and random state; saved in every checkpoint."""
 
     step: int = 0
-    """Agent steps taken (environment frames = step x action repeat)."""
+    """Agent steps taken (simulator frames = step x action repeat)."""
     episode: int = 0
     """Episodes finished."""
     next_eval: int = 0
@@ -47,6 +53,19 @@ class LoopState:
     """State of the generator of the random actions of the first steps."""
     replay_rng: torch.Tensor | None = None
     """State of the replay buffer's generator (None in checkpoints older than it)."""
+
+
+def update_numbers(step: int, preset: RLPreset) -> list[int]:
+    """Numbers of the updates made at agent step ``step``, which the actor's, target's and heads'
+    schedules count: none in the random phase; at step ``init_steps`` with ``init_burst``, VAI's burst
+    of ``init_steps`` updates all numbered as that step (VAI calls each with the same ``step``);
+    otherwise ``updates_per_step`` consecutive numbers."""
+    if step < preset.init_steps:
+        return []
+    first = step * preset.updates_per_step
+    if preset.init_burst and step == preset.init_steps:
+        return [first] * preset.init_steps
+    return list(range(first, first + preset.updates_per_step))
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -71,13 +90,11 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.preset.frames // self.action_repeat
+        return self.preset.train_steps
 
     def train(self, state: LoopState | None = None) -> LoopState:
         preset = self.preset
-        state = state or LoopState(
-            next_eval=self._every(preset.eval_every), next_checkpoint=self._every(preset.checkpoint_every)
-        )
+        state = state or LoopState(next_eval=preset.eval_every, next_checkpoint=preset.checkpoint_every)
         action_rng = np.random.default_rng(self.seed)
         if state.action_rng:
             action_rng.bit_generator.state = state.action_rng
@@ -86,6 +103,7 @@ class Trainer:
         recorder = EpisodeRecorder(self.run / "replay")
         progress = Progress(self.total_steps, initial=state.step, enabled=self.progress)
         space = self.env.action_space
+        self.agent.augmenting = preset.adapt_aug_when_acting  # VAI's agent augments in every pass
         if state.step == 0:
             self._evaluate(state)  # the untrained policy: the curve's starting point
         while state.step < self.total_steps:
@@ -101,16 +119,14 @@ class Trainer:
                 if state.step < preset.init_steps:
                     action = action_rng.uniform(space.low, space.high).astype(np.float32)
                 else:
-                    action = self.agent.act_stored(stack.frames, sample=True)
+                    action = self.agent.act_stored(stack.frames, sample=True, generator=self.agent.generator)
                     if not np.all(np.isfinite(action)):
                         self._diverged(state, ["the action"])
                 # An EnvThread steps while the agent updates: the update samples only stored
                 # transitions, so neither waits for the other's result.
                 finish_step = start_step(self.env, action)
-                if state.step >= preset.init_steps and len(self.buffer) > 0:
-                    for repeat in range(preset.updates_per_step):
-                        # Numbered so that the actor's and target's schedules count updates, not steps.
-                        number = state.step * preset.updates_per_step + repeat
+                if len(self.buffer) > 0:
+                    for number in update_numbers(state.step, preset):
                         metrics = self.agent.update(self.buffer.sample(preset.batch_size, nstep=preset.nstep), number)
                         for name, value in metrics.items():  # device tensors: summed, read once per episode
                             sums[name] = sums[name] + value if name in sums else value
@@ -143,16 +159,15 @@ class Trainer:
                 state.next_checkpoint = self._after(state.step, state.next_checkpoint, preset.checkpoint_every)
                 self.checkpoint(state, action_rng)
         progress.close()
+        self.agent.augmenting = False  # the trained agent acts as 'vai eval' loads it
         shutil.rmtree(self.run / "replay", ignore_errors=True)  # only a resume needs it
         return state
 
-    def _every(self, frames: int) -> int:
-        return max(1, frames // self.action_repeat)
-
-    def _after(self, step: int, due: int, frames: int) -> int:
-        """The next multiple of the interval after ``step`` (episodes may span several intervals)."""
+    @staticmethod
+    def _after(step: int, due: int, every: int) -> int:
+        """The next multiple of ``every`` agent steps after ``step`` (episodes may span several)."""
         while due <= step:
-            due += self._every(frames)
+            due += every
         return due
 
     def _evaluate(self, state: LoopState) -> None:

@@ -11,11 +11,15 @@ environment step instead of six per sampled transition, and training, acting and
 the same pixels.
 
 Training view (stacks sampled from replay): random crop (100 -> 84, or 50 -> 42 at d = 2; RAD /
-PAD); ``drq`` instead shifts the centre crop by up to 4 / d pixels (DrQ); ``vai`` then adds VAI's
-adapt_aug (small boxes, Gaussian noise). ``svea``'s random convolution is applied by the agent to a
-second copy of the batch. Policy view (stacks in stored form): the centre crop, nothing random.
-Evaluation view (raw environment observations): stored form, then the policy view. Views are float
-(B, 3F, S / d, S / d) in [0, 1] on the input's device.
+PAD), one per sampled stack; ``drq`` instead shifts the centre crop by up to 4 / d pixels (DrQ).
+``svea``'s random convolution is applied by the agent to a second copy of the batch. Policy view
+(stacks in stored form): the centre crop, nothing random. Evaluation view (raw environment
+observations): stored form, then the policy view. Views are float (B, 3F, S / d, S / d) in [0, 1]
+on the input's device.
+
+Encoder input (:meth:`ObservationPipeline.augment`): for ``vai``, VAI's adapt_aug (small boxes,
+Gaussian noise) drawn afresh on every pass through an encoder, as VAI runs it inside its encoder's
+forward; the other algorithms' views enter the encoder unchanged.
 """
 
 from __future__ import annotations
@@ -34,11 +38,8 @@ from vai.vision.adapter import AttentionAdapter, center_crop, place_masks
 DRQ_PAD = 4
 """DrQ's shift in pixels at full resolution."""
 
-BOX_MAX = 10
-"""Largest side of adapt_aug's boxes in pixels at full resolution."""
-
 NOISE_BANK_VIEWS = 4
-"""On a CPU, adapt_aug's Gaussian noise comes from a bank of this many training views' worth of
+"""On a CPU, adapt_aug's Gaussian noise comes from a bank of this many training batches' worth of
 N(0, 1) values, made once from a fixed seed (:func:`vai.rl.augment.standard_normal`)."""
 
 
@@ -53,8 +54,10 @@ class ObservationPipeline(nn.Module):
             raise ValueError(f"downsample {preset.downsample} does not divide image_size {preset.image_size}")
         self.algorithm, self.size, self.downsample = algorithm, preset.image_size, preset.downsample
         self.crop = preset.image_size // preset.downsample
+        self.batch_size = preset.batch_size
         """Side of the views the encoder sees."""
-        self.boxes, self.noise = preset.adapt_boxes, preset.adapt_noise
+        self.boxes, self.box_std, self.box_max = preset.adapt_boxes, preset.adapt_box_std, preset.adapt_box_max
+        self.noise = preset.adapt_noise
         self.adapter = adapter.eval().requires_grad_(False) if adapter is not None else None
         self._noise_bank: torch.Tensor | None = None
 
@@ -94,24 +97,39 @@ class ObservationPipeline(nn.Module):
         return frames.reshape(batch, channels, *frames.shape[-2:])
 
     def train_view(self, stored: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Stacks from replay (stored form) -> augmented float crops."""
+        """Stacks from replay (stored form) -> randomly cropped (``drq``: shifted) float views."""
         if self.algorithm == "drq":
             centre = center_crop(stored, self.crop).float() / 255
             return random_shift(centre, max(1, DRQ_PAD // self.downsample), generator)
-        images = random_crop(stored, self.crop, generator).float() / 255
-        if self.adapter is not None:
-            box_max = max(1, BOX_MAX // self.downsample)
-            images = adapt_aug(images, self.boxes, self.noise, generator, box_max, self._bank_for(images))
-        return images
+        return random_crop(stored, self.crop, generator).float() / 255
+
+    def augment(self, view: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """What one encoder pass sees of ``view``: for ``vai`` a fresh adapt_aug of it (a new tensor),
+        for the other algorithms ``view`` itself."""
+        if self.adapter is None:
+            return view
+        return adapt_aug(
+            view,
+            self.boxes,
+            self.noise,
+            generator,
+            self.box_std,
+            self.box_max,
+            self.downsample,
+            self._bank_for(view),
+        )
 
     def _bank_for(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The CPU's noise bank, made (from a fixed seed, so a resumed run has the same bank) when
-        first needed or when views grow; None on a GPU, where fresh noise costs nothing."""
+        """The CPU's noise bank, made from a fixed seed when first needed, sized for training batches
+        whatever view comes first (one acting stack or a batch), so a resumed run draws from the
+        same bank; made again only for a view larger than a batch. None on a GPU, where fresh
+        noise costs nothing."""
         if images.device.type != "cpu" or self.noise <= 0:
             return None
+        batch_view = self.batch_size * images[0].numel()
         if self._noise_bank is None or self._noise_bank.numel() < images.numel():
             generator = torch.Generator().manual_seed(0)
-            self._noise_bank = torch.randn(NOISE_BANK_VIEWS * images.numel(), generator=generator)
+            self._noise_bank = torch.randn(NOISE_BANK_VIEWS * max(batch_view, images.numel()), generator=generator)
         return self._noise_bank
 
     def policy_view(self, stored: torch.Tensor) -> torch.Tensor:

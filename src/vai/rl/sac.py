@@ -10,17 +10,24 @@ its own projection, twin Q networks, a learned temperature, and PAD's self-super
 Per update (every agent step after the random phase): the critic (and encoder); every
 ``actor_update_every`` steps the actor and temperature; every ``target_update_every`` steps the
 target critic moves by ``critic_tau`` (Q heads) and ``encoder_tau`` (encoder); every
-``aux_update_every`` steps PAD's heads. ``svea`` evaluates the critic on the clean batch and on a
-randomly convolved copy, both against the clean target (Hansen et al. 2021, Eq. 6). The actor's
-step reuses the conv output of the critic's step (detached), so an update makes one gradient pass
-through the convs for the critic, two forward passes for the target, and the heads' own passes.
+``aux_update_every`` steps PAD's heads (inverse and reward losses summed into one step, as VAI).
+``svea`` evaluates the critic on the clean batch and on a randomly convolved copy, both against the
+clean target (Hansen et al. 2021, Eq. 6).
+
+Each update crops its batch once; for ``vai`` every encoder pass then draws its own adapt_aug of
+the crops, as VAI augments inside its encoder's forward: the target's actor and critic, the
+critic, the actor's step (which encodes the batch again after the critic's optimiser step, unless
+``actor_reuses_critic_trunk``) and each of the heads' passes. While :attr:`SACAgent.augmenting`
+(set by the training loop when ``adapt_aug_when_acting``) acting augments too; a loaded agent acts
+on clean views, as VAI's ``eval.py``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,16 +37,10 @@ from torch import nn
 from vai.config import RLPreset, aux_tasks
 from vai.rl.augment import random_convolution
 from vai.rl.aux import AuxiliaryHeads
-from vai.rl.encoder import PixelEncoder, orthogonal_init
+from vai.rl.encoder import PixelEncoder, mlp, orthogonal_init
 from vai.rl.observe import ObservationPipeline
 from vai.rl.replay import Batch
 from vai.vision.adapter import AttentionAdapter
-
-
-def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, outputs)
-    )
 
 
 def nstep_return(batch: Batch, discount: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +56,16 @@ class Actor(nn.Module):
     def __init__(self, encoder: PixelEncoder, action_dim: int, hidden_dim: int, log_std_min: float, log_std_max: float):
         super().__init__()
         self.encoder = encoder
-        self.trunk = _mlp(encoder.feature_dim, hidden_dim, 2 * action_dim)
+        self.trunk = mlp(encoder.feature_dim, hidden_dim, 2 * action_dim)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def forward(self, images: torch.Tensor, detach_shared: bool = False, generator: torch.Generator | None = None):
         """(mean action, sampled action, log prob of the sample, log std); all squashed by tanh."""
         return self.policy(self.encoder(images, detach_shared), generator)
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        """The policy's mean action (squashed by tanh) from the encoder's features; draws nothing."""
+        return torch.tanh(self.trunk(features).chunk(2, dim=-1)[0])
 
     def policy(self, features: torch.Tensor, generator: torch.Generator | None = None):
         """The same from the encoder's features."""
@@ -82,8 +87,8 @@ class Critic(nn.Module):
     def __init__(self, encoder: PixelEncoder, action_dim: int, hidden_dim: int):
         super().__init__()
         self.encoder = encoder
-        self.q1 = _mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
-        self.q2 = _mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
+        self.q1 = mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
+        self.q2 = mlp(encoder.feature_dim + action_dim, hidden_dim, 1)
 
     def forward(self, images: torch.Tensor, action: torch.Tensor, detach_encoder: bool = False):
         features = self.encoder(images)
@@ -151,6 +156,9 @@ class SACAgent(nn.Module):
             torch.optim.Adam(self._aux_parameters(), lr=preset.aux_lr) if self.aux is not None else None
         )
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.augmenting = False
+        """Whether acting and test-time adaptation augment their views as updates do (VAI's
+        ``--adapt_aug`` agent in training); the training loop sets it, a new or loaded agent does not."""
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
@@ -173,21 +181,48 @@ class SACAgent(nn.Module):
 
     # -- acting -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, observation: np.ndarray, sample: bool = False) -> np.ndarray:
-        """An action in [-1, 1] for one uint8 observation (3F, H, W): the policy's mean, or a sample."""
-        batch = torch.as_tensor(np.ascontiguousarray(observation), device=self.device).unsqueeze(0)
-        return self._act(self.observe.eval_view(batch), sample)
+    def act(
+        self, observation: np.ndarray, sample: bool = False, generator: torch.Generator | None = None
+    ) -> np.ndarray:
+        """An action in [-1, 1] for one uint8 observation (3F, H, W): the policy's mean, or a sample.
+
+        ``generator`` draws the sample and, while :attr:`augmenting`, the view's adapt_aug; None: one
+        seeded from the agent's seed and the observation's bytes, so threads acting at once on one
+        agent (the evaluation's seeds) draw what they would draw in turn.
+        """
+        observation = np.ascontiguousarray(observation)
+        batch = torch.as_tensor(observation, device=self.device).unsqueeze(0)
+        return self._act(self.observe.eval_view(batch), sample, generator, observation)
 
     @torch.no_grad()
-    def act_stored(self, frames: Sequence[np.ndarray], sample: bool = False) -> np.ndarray:
+    def act_stored(
+        self, frames: Sequence[np.ndarray], sample: bool = False, generator: torch.Generator | None = None
+    ) -> np.ndarray:
         """The same for a stack given as its frames in stored form (:meth:`ObservationPipeline.store`),
         oldest first (:class:`StoredStack` keeps them), so acting needs no second adapter pass."""
-        batch = torch.as_tensor(np.concatenate(frames), device=self.device).unsqueeze(0)
-        return self._act(self.observe.policy_view(batch), sample)
+        stack = np.concatenate(frames)
+        batch = torch.as_tensor(stack, device=self.device).unsqueeze(0)
+        return self._act(self.observe.policy_view(batch), sample, generator, stack)
 
-    def _act(self, view: torch.Tensor, sample: bool) -> np.ndarray:
-        mu, pi, _, _ = self.actor(view, generator=self.generator)
-        return (pi if sample else mu)[0].cpu().numpy()
+    def _act(self, view: torch.Tensor, sample: bool, generator: torch.Generator | None, key: np.ndarray) -> np.ndarray:
+        if generator is None and (sample or self.augmenting):
+            generator = self._generator_for(key)
+        if self.augmenting:
+            view = self.observe.augment(view, generator)
+        features = self.actor.encoder(view)
+        if not sample:
+            return self.actor.mean(features)[0].cpu().numpy()
+        return self.actor.policy(features, generator)[1][0].cpu().numpy()
+
+    def _generator_for(self, observation: np.ndarray) -> torch.Generator:
+        """A generator seeded from the agent's seed and ``observation``'s bytes (reproducible whatever
+        the order in which threads act)."""
+        seed = zlib.crc32(observation.data, self.generator.initial_seed() & 0xFFFFFFFF)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _encoder_input(self, view: torch.Tensor) -> torch.Tensor:
+        """``view`` as one encoder pass in training sees it (``vai``: a fresh adapt_aug)."""
+        return self.observe.augment(view, self.generator)
 
     # -- learning ---------------------------------------------------------------------------------
     def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
@@ -199,6 +234,12 @@ class SACAgent(nn.Module):
         target_return, bootstrap = nstep_return(batch, preset.discount)
         metrics, trunk, features = self._update_critic(obs, batch.action, target_return, bootstrap, bootstrap_obs)
         if step % preset.actor_update_every == 0:
+            if not preset.actor_reuses_critic_trunk:
+                # VAI: the actor and the critic encode the batch again (detached from the convs, which
+                # only the critic trains), with the convs just updated and fresh augmentations.
+                with torch.no_grad():
+                    trunk = self.actor.encoder.trunk(self._encoder_input(obs))
+                    features = self.critic.encoder(self._encoder_input(obs))
             metrics.update(self._update_actor(trunk.detach(), features.detach()))
         if step % preset.target_update_every == 0:
             self.soft_update_target()
@@ -209,15 +250,15 @@ class SACAgent(nn.Module):
                 if batch.next_obs is batch.bootstrap_obs
                 else self.observe.train_view(batch.next_obs, self.generator)
             )
-            metrics.update(self._update_aux(obs, batch.action, batch.reward, next_obs))
+            metrics.update(self._update_aux(obs, batch.action, batch.reward, next_obs, augment=self._encoder_input))
         return metrics
 
     def _update_critic(self, obs, action, target_return, bootstrap, bootstrap_obs) -> dict[str, torch.Tensor]:
         """Critic (and encoder) step towards ``target_return`` + ``bootstrap`` x soft value of
         ``bootstrap_obs`` (for one-step returns: reward + discount x not_done x V(next_obs))."""
         with torch.no_grad():
-            _, next_action, next_log_prob, _ = self.actor(bootstrap_obs, generator=self.generator)
-            target_q1, target_q2 = self.critic_target(bootstrap_obs, next_action)
+            _, next_action, next_log_prob, _ = self.actor(self._encoder_input(bootstrap_obs), generator=self.generator)
+            target_q1, target_q2 = self.critic_target(self._encoder_input(bootstrap_obs), next_action)
             soft_value = torch.min(target_q1, target_q2) - self.alpha.detach() * next_log_prob
             target = target_return + bootstrap * soft_value
         encoder = self.critic.encoder
@@ -234,7 +275,7 @@ class SACAgent(nn.Module):
             q1 = q1[: target.shape[0]]
             trunk, features = trunk[: target.shape[0]], features[: target.shape[0]]
         else:
-            trunk = encoder.trunk(obs)
+            trunk = encoder.trunk(self._encoder_input(obs))
             features = encoder.head(trunk)
             q1, q2 = self.critic.q(features, action)
             loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
@@ -245,9 +286,9 @@ class SACAgent(nn.Module):
 
     def _update_actor(self, trunk: torch.Tensor, critic_features: torch.Tensor) -> dict[str, torch.Tensor]:
         """``trunk``: the conv output of the batch, ``critic_features``: the critic's features of it,
-        both from the critic's update and detached. Reusing them (as DrQ-v2 does) saves two passes
-        through the convs; the actor's gradient stops at the conv layers anyway (SAC-AE), so only
-        the critic shapes them. The Q heads are those just updated."""
+        both detached: the actor's gradient stops at the conv layers (SAC-AE), so only the critic
+        shapes them. With ``actor_reuses_critic_trunk`` both come from the critic's step (as DrQ-v2
+        reuses them), saving two conv passes. The Q heads are those just updated."""
         _, action, log_prob, log_std = self.actor.policy(self.actor.encoder.head(trunk), self.generator)
         q1, q2 = self.critic.q(critic_features, action)
         actor_loss = (self.alpha.detach() * log_prob - torch.min(q1, q2)).mean()
@@ -266,8 +307,10 @@ class SACAgent(nn.Module):
             "entropy": entropy.detach().mean(),
         }
 
-    def _update_aux(self, obs, action, reward, next_obs, tasks=None) -> dict[str, torch.Tensor]:
-        losses = self.aux.losses(obs, action, reward, next_obs, tasks, self.generator)
+    def _update_aux(
+        self, obs, action, reward, next_obs, tasks=None, augment: Callable | None = None
+    ) -> dict[str, torch.Tensor]:
+        losses = self.aux.losses(obs, action, reward, next_obs, tasks, self.generator, augment)
         total = sum(losses.values())
         self.aux_optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -286,7 +329,8 @@ class SACAgent(nn.Module):
     # -- test-time adaptation (PAD) ---------------------------------------------------------------
     def adapt(self, observation: np.ndarray, action: np.ndarray, next_observation: np.ndarray) -> dict:
         """One PAD step on a test transition: ``tta_batch`` random crops of it, self-supervised losses
-        (no reward), an update of the heads and the shared conv layers."""
+        (no reward), an update of the heads and the shared conv layers. The crops are augmented only
+        while :attr:`augmenting` (VAI's PAD evaluation runs without ``--adapt_aug``)."""
         if self.aux is None:
             raise ValueError("test-time adaptation needs PAD heads: train with aux_tasks set")
         tasks = tuple(task for task in self.aux_tasks if task in ("inverse", "rotation"))
@@ -298,4 +342,5 @@ class SACAgent(nn.Module):
         actions = torch.as_tensor(action, dtype=torch.float32, device=self.device).unsqueeze(0).expand(copies, -1)
         obs_view = self.observe.train_view(self.observe.store_stacks(obs.contiguous()), self.generator)
         next_view = self.observe.train_view(self.observe.store_stacks(next_obs.contiguous()), self.generator)
-        return self._update_aux(obs_view, actions, None, next_view, tasks)
+        augment = self._encoder_input if self.augmenting else None
+        return self._update_aux(obs_view, actions, None, next_view, tasks, augment)

@@ -35,6 +35,7 @@ from vai.config import (
     get_task,
     modes_for,
     override,
+    replay_transitions,
 )
 from vai.errors import UserError
 from vai.machine import resolve_device
@@ -70,19 +71,17 @@ def check_rl_preset(task: str, preset: RLPreset) -> None:
     aux_tasks(preset)
 
 
-RESUME_SETTINGS = ("frames", "eval_every", "eval_episodes", "checkpoint_every")
-"""Preset fields a resumed run may change (``vai train --resume --set frames=...`` trains on to more
-frames); every other setting is the checkpoint's."""
+RESUME_SETTINGS = ("train_steps", "eval_every", "eval_episodes", "checkpoint_every")
+"""Preset fields a resumed run may change (``vai train --resume --set train_steps=...`` trains on to
+more agent steps); every other setting is the checkpoint's."""
 
 
-def resumed_preset(
-    recorded: RLPreset, changes: dict[str, Any] | None, checkpoint: Path, step: int, action_repeat: int
-) -> RLPreset:
+def resumed_preset(recorded: RLPreset, changes: dict[str, Any] | None, checkpoint: Path, step: int) -> RLPreset:
     """The checkpoint's preset with ``changes`` applied, where :data:`RESUME_SETTINGS` allows them.
 
-    ``step``: the agent steps the checkpoint has trained, of ``action_repeat`` frames each. A change
-    of another field, fewer frames than it has trained, or more frames for a run that has finished
-    (its replay buffer is not kept) is a :class:`UserError` naming what to do instead.
+    ``step``: the agent steps the checkpoint has trained. A change of another field, fewer agent
+    steps than it has trained, or more for a run that has finished (its replay buffer is not kept)
+    is a :class:`UserError` naming what to do instead.
     """
     changes = {key: value for key, value in (changes or {}).items() if getattr(recorded, key) != value}
     fixed = [key for key in changes if key not in RESUME_SETTINGS]
@@ -92,13 +91,13 @@ def resumed_preset(
             f"{checkpoint} was trained with other settings ({shown}); a resumed run may change only "
             f"{', '.join(RESUME_SETTINGS)}: start another --out for the rest"
         )
-    frames, trained = changes.get("frames", recorded.frames), step * action_repeat
-    if frames < trained:
-        raise UserError(f"{checkpoint} has trained {trained} frames already: set frames to at least that")
-    if step >= recorded.frames // action_repeat and frames // action_repeat > step:
+    train_steps = changes.get("train_steps", recorded.train_steps)
+    if train_steps < step:
+        raise UserError(f"{checkpoint} has trained {step} agent steps already: set train_steps to at least that")
+    if step >= recorded.train_steps and train_steps > step:
         raise UserError(
-            f"{checkpoint} finished its {recorded.frames} frames and kept no replay buffer, so it cannot "
-            "train on: start another --out with the frames you want"
+            f"{checkpoint} finished its {recorded.train_steps} agent steps and kept no replay buffer, so it cannot "
+            "train on: start another --out with the train_steps you want"
         )
     return dataclasses.replace(recorded, **changes)
 
@@ -172,18 +171,18 @@ def train_stage(
                     f"{checkpoint} is a {payload['algorithm']} run on {payload['task']}, not {algorithm} on {task}"
                 )
             state = LoopState(**payload["loop"])
-            preset = resumed_preset(agent.preset, changes, checkpoint, state.step, spec.action_repeat)
+            preset = resumed_preset(agent.preset, changes, checkpoint, state.step)
             agent.preset = preset
         else:
             agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, adapter, torch_device, seed)
             state = None
-        total_steps = preset.frames // spec.action_repeat
-        episode_steps = env.unwrapped.max_episode_steps
-        capacity = total_steps + total_steps // episode_steps + 8
+        transitions, stack = replay_transitions(preset), obs_shape[0] // 3
+        # The ring also holds the reset frame of every episode and the oldest transition's stack.
+        ring = transitions + transitions // env.unwrapped.max_episode_steps + stack + 2
         replay_device = torch_device if (preset.replay_on_device and torch_device.type == "cuda") else "cpu"
         frame_shape = agent.observe.stored_shape((3, *obs_shape[1:]))
-        buffer = ReplayBuffer(capacity, frame_shape, action_dim, obs_shape[0] // 3, replay_device, seed)
-        if state is not None and state.step < total_steps:
+        buffer = ReplayBuffer(ring, frame_shape, action_dim, stack, replay_device, seed, transitions)
+        if state is not None and state.step < preset.train_steps:
             refill(buffer, out / "replay", state.episode)
         out.mkdir(parents=True, exist_ok=True)
         config = {
@@ -196,13 +195,14 @@ def train_stage(
             "eval_modes": eval_modes,
             "preset": dataclasses.asdict(preset),
             "action_repeat": spec.action_repeat,
-            "replay_capacity": capacity,
+            "replay_transitions": transitions,
+            "replay_frames": ring,
             "torch": torch.__version__,
             "python": platform.python_version(),
         }
         if resume and (out / "config.json").is_file():  # the first call's record, with the changed settings
             config = {**json.loads((out / "config.json").read_text()), "preset": config["preset"]}
-            config["replay_capacity"] = capacity
+            config.update(replay_transitions=transitions, replay_frames=ring)
         from vai.atomic import write_json_atomic
 
         write_json_atomic(config, out / "config.json")
@@ -223,7 +223,7 @@ def train_stage(
         "frames": state.step * spec.action_repeat,
         "episodes": state.episode,
         "seconds": seconds,
-        "frames_per_second": steps * spec.action_repeat / seconds if seconds > 0 else float("nan"),
+        "steps_per_second": steps / seconds if seconds > 0 else float("nan"),
         "checkpoint": str(checkpoint),
         "suite": "dmc" if isinstance(spec, DMCTask) else "drawerworld",
     }
@@ -326,7 +326,13 @@ def add_rl_commands(subparsers: Any) -> None:
     train.add_argument("task", help="task name (see 'vai env list')")
     train.add_argument("--algo", default="vai", help=f"one of {', '.join(ALGORITHMS)}")
     train.add_argument("--preset", default="paper", help="RL preset: quick (CPU) or paper (PAD / VAI, GPU)")
-    train.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE", help="override preset fields")
+    train.add_argument(
+        "--set",
+        nargs="+",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override preset fields; lengths count agent steps (e.g. train_steps=100000 eval_every=10000)",
+    )
     train.add_argument("--run", default=None, help="run directory of the vision stages (default: runs/TASK)")
     train.add_argument(
         "--adapter", type=Path, default=None, help="adapter checkpoint (default: RUN/adapter.safetensors)"
@@ -374,8 +380,8 @@ def _run_train(args: argparse.Namespace) -> int:
         changes=changes,
     )
     print(
-        f"trained {summary['frames']} frames in {summary['seconds']:.0f} s "
-        f"({summary['frames_per_second']:.1f} frames/s); checkpoint {summary['checkpoint']}"
+        f"trained {summary['steps']} agent steps ({summary['frames']} frames) in {summary['seconds']:.0f} s "
+        f"({summary['steps_per_second']:.1f} steps/s); checkpoint {summary['checkpoint']}"
     )
     return 0
 
