@@ -69,16 +69,53 @@ def test_shapes_and_parameter_count():
     assert mask.min() >= 0 and mask.max() <= 1
     assert adapter.encode(frames).shape == (2, 16, 21, 21)
     assert adapter.masks_for_stack(torch.rand(2, 9, 84, 84)).shape == (2, 3, 84, 84)
-    assert 10_000 <= parameter_count(adapter) <= 25_000  # VAI's adapter: about 17k
-    assert parameter_count(adapter) == 14_882
+    assert parameter_count(adapter) == 17_091  # VAI's adapter: about 17k
+
+
+def test_the_default_architecture_is_vais():
+    """Batch norm, a 16-channel attention gate, and a ReLU head clamped to [0, 1] that can say
+    exactly 0 for background (VAI); group norm and a sigmoid head are options."""
+    adapter = seeded_adapter()
+    assert (adapter.norm, adapter.output) == ("batch", "clamp")
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in adapter.modules())
+    assert adapter.attention[0].out_channels == 16
+    with torch.no_grad():
+        mask = adapter.train()(torch.rand(8, 3, 84, 84))  # batch statistics: about half the head is < 0
+    assert float((mask == 0).float().mean()) > 0.01  # exact zeros: the clamped ReLU
+    sigmoid = seeded_adapter(output="sigmoid", norm="group")
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in sigmoid.modules())
+    with torch.no_grad():
+        soft = sigmoid(torch.rand(8, 3, 84, 84))
+    assert float(soft.min()) > 0 and float(soft.max()) < 1
+    with pytest.raises(ValueError, match="unknown norm"):
+        AttentionAdapter(norm="layer")
+
+
+def test_in_eval_mode_a_frames_mask_does_not_depend_on_its_batch():
+    adapter = seeded_adapter(4)
+    frames = torch.rand(6, 3, 84, 84)
+    with torch.no_grad():
+        alone = adapter(frames[:1])
+        together = adapter(frames)[:1]
+    assert torch.allclose(alone, together, atol=1e-6)
+
+
+def test_the_presets_adapter_settings_reach_training():
+    frames, episodes, masks = moving_square(frames=16, size=40, side=10)
+    preset = dataclasses.replace(get_vision_preset("quick"), adapter_size=32, adapter_batch=2, adapter_steps=2)
+    assert (preset.adapter_norm, preset.adapter_output, preset.adapter_coherent_stack) == ("batch", "clamp", False)
+    assert get_vision_preset("paper").adapter_steps == 3000  # VAI's ~3000 iterations at batch 64
+    trained, _ = train_adapter(preset, frames, episodes, masks, None, "cpu", seed=0)
+    assert (trained.norm, trained.output) == ("batch", "clamp")
+    other = dataclasses.replace(preset, adapter_norm="group", adapter_output="sigmoid")
+    trained, _ = train_adapter(other, frames, episodes, masks, None, "cpu", seed=0)
+    assert (trained.norm, trained.output) == ("group", "sigmoid")
 
 
 def test_loss_weighs_missing_foreground_more_than_leaked_background():
     adapter = seeded_adapter()
     stack = torch.rand(1, 9, 32, 32)
-    with torch.no_grad():
-        predicted = adapter.masks_for_stack(stack)
-    on = (predicted > 0.5).float()
+    on = (torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     loss_low, metrics = adapter_loss(adapter, stack, stack, on, pos_weight=1.0, feature_weight=0.0)
     loss_high, _ = adapter_loss(adapter, stack, stack, on, pos_weight=15.0, feature_weight=0.0)
     assert loss_high > loss_low
@@ -166,10 +203,15 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     small = seeded_adapter(channels=8)
     tensors = {name: value.contiguous() for name, value in small.state_dict().items()}
     lying = tmp_path / "lying.safetensors"
-    metadata = {"format": "vai.attention_adapter", "version": "1", "config": json.dumps({"channels": 16, "size": 84})}
+    metadata = {"format": "vai.attention_adapter", "version": "2", "config": json.dumps({"channels": 16, "size": 84})}
     save_file(tensors, str(lying), metadata=metadata)
     with pytest.raises(UserError, match="does not match"):
         load_adapter(lying)
+
+    older = tmp_path / "older.safetensors"  # an adapter of the first, GroupNorm architecture
+    save_file(tensors, str(older), metadata={**metadata, "version": "1"})
+    with pytest.raises(UserError, match="format version '1'"):
+        load_adapter(older)
 
 
 def test_adapted_observation_is_mask_times_centre_crop():
@@ -208,7 +250,7 @@ def test_mask_picture_shows_the_probability_and_what_the_agent_sees():
     truth[:, 40:60, 45:55] = True
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        adapter = AttentionAdapter(channels=4).eval()
+        adapter = AttentionAdapter(channels=4, norm="group", output="sigmoid").eval()
     image = mask_grid([ModeFrames("train", frames, truth)], adapter, samples=1)
     probability = adapter_probabilities(adapter, frames[:1])[0]
     assert 0.05 < probability.std()  # a soft mask, so the check below can tell it from a binary one

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from vai.errors import UserError
-from vai.vision.augment import Distractor, crop, shift_hue
+from vai.vision.augment import Distractor, _Draw, crop, resized_crops, shift_hue
 from vai.vision.backgrounds import load_background_images, procedural_backgrounds
 
 BACKGROUNDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "backgrounds"
-NO_JITTER = {"hue_std": 0.0, "brightness_std": 0.0, "contrast_std": 0.0, "saturation_std": 0.0}
+NO_JITTER = {"hue_mean": 0.0, "hue_std": 0.0, "brightness_std": 0.0, "contrast_std": 0.0, "saturation_std": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -127,10 +127,81 @@ def test_deterministic_given_the_generator_seed(pool):
     assert not torch.equal(first.distracted, other.distracted)
 
 
-def test_per_frame_backgrounds_and_float_input(pool):
+def test_float_input(pool):
     frames, masks = random_batch(batch=2)
-    batch = Distractor(pool, coherent_stack=False)(frames.float() / 255, masks.float(), generator())
+    batch = Distractor(pool)(frames.float() / 255, masks.float(), generator())
     assert batch.distracted.shape == (2, 9, 84, 84)
+
+
+def test_each_frame_draws_its_own_background_unless_stacks_are_coherent(pool):
+    """VAI draws the background (choice, colour, natural image, alpha) per frame; ``coherent_stack``
+    shares it across a stack's frames, leaving only the pixel noise to differ."""
+    frames, masks = random_batch(batch=16)
+    frames = frames[:, :3].repeat(1, 3, 1, 1)  # three identical frames per stack
+    masks = torch.zeros_like(masks)  # all background
+    per_frame = Distractor(pool, **NO_JITTER)(frames, masks, generator()).distracted.reshape(16, 3, 3, 84, 84)
+    coherent = Distractor(pool, coherent_stack=True, **NO_JITTER)(frames, masks, generator())
+    coherent = coherent.distracted.reshape(16, 3, 3, 84, 84)
+    # Coherent: frames differ by the noise alone, at most noise_level x base... under alpha <= 1.
+    assert float((coherent[:, 0] - coherent[:, 1]).abs().max()) <= 0.1 + 1e-6
+    assert float((per_frame[:, 0] - per_frame[:, 1]).abs().mean()) > 0.1
+
+
+def test_the_crop_corner_is_drawn_from_0_to_15_as_vais():
+    """VAI's (and PAD's) random crop draws corners in [0, 100 - 84), so offset 16, the only crop
+    that shows the frame's last row or column, never occurs; offset 0 does."""
+    side = 100
+    masks = torch.zeros(400, 1, side, side, dtype=torch.bool)
+    masks[:, 0, :, side - 1] = True  # last column
+    masks[:, 0, side - 1, :] = True  # last row
+    masks[:, 0, :, 0] = True  # first column
+    frames = torch.zeros(400, 3, side, side, dtype=torch.uint8)
+    target = Distractor(procedural_backgrounds(2, 100, generator(1)))(frames, masks, generator(3)).target[:, 0]
+    assert not bool(target[:, 40, -1].any()) and not bool(target[:, -1, 40].any())
+    assert 0.02 < float(target[:, 40, 0].float().mean()) < 0.12  # left == 0 about 1 in 16
+
+
+def test_hue_is_shifted_around_vais_mean():
+    """VAI's hue factor is N(-0.015, 0.015): the average shift is -0.015 turns, not 0."""
+    frames = torch.zeros(2000, 3, 100, 100)
+    frames[:, 0] = 0.8  # a saturated red of hue 0
+    frames[:, 1] = 0.1
+    frames[:, 2] = 0.1
+    only_hue = {key: 0.0 for key in NO_JITTER if key not in ("hue_mean", "hue_std")}
+    distractor = Distractor(procedural_backgrounds(2, 100, generator(1)), **only_hue)
+    jittered = distractor._jitter(frames.reshape(2000, 1, 3, 100, 100), _Draw(generator(4), frames.device))
+    hues = []
+    for rgb in jittered[:, 0, :, 50, 50].tolist():
+        hue = colorsys.rgb_to_hsv(*rgb)[0]
+        hues.append(hue - 1 if hue > 0.5 else hue)
+    assert np.mean(hues) == pytest.approx(-0.015, abs=0.002)
+    assert np.std(hues) == pytest.approx(0.015, abs=0.002)
+
+
+def test_natural_images_are_random_resized_crops():
+    """VAI overlays RandomResizedCrop(84) of its images: 8-100 % of the area, aspect 3/4-4/3."""
+    width = 128
+    ramp = torch.linspace(0, 255, width).round().to(torch.uint8)
+    pool = ramp.view(1, 1, 1, width).expand(1, 3, width, width).contiguous()  # a horizontal ramp
+    crops = resized_crops(pool, torch.zeros(3000, dtype=torch.long), 84, _Draw(generator(5), pool.device))
+    assert crops.shape == (3000, 3, 84, 84) and 0 <= float(crops.min()) and float(crops.max()) <= 1
+    span = crops[:, 0, 42, -1] - crops[:, 0, 42, 0]  # the fraction of the image's width in the crop
+    assert float(span.min()) < 0.3 and float(span.max()) > 0.95
+    whole = resized_crops(pool, torch.zeros(4, dtype=torch.long), 84, _Draw(generator(5), pool.device), (1, 1), (1, 1))
+    assert torch.allclose(whole, whole[:1].expand_as(whole))  # the whole image, every time
+    assert float(whole[0, 0, 0, -1] - whole[0, 0, 0, 0]) > 0.95
+
+
+def test_optional_boxes_are_squares_of_one_side_per_box_across_the_batch():
+    """VAI's add_random_boxes: one side per box for the whole batch, a place and colour per frame."""
+    distractor = Distractor(procedural_backgrounds(2, 100, generator(1)), boxes=1)
+    background = torch.full((64, 1, 3, 84, 84), -1.0)
+    painted = distractor._draw_boxes(background, _Draw(generator(6), background.device), 1)
+    covered = (painted[:, 0, 0] != -1).sum(dim=(1, 2))
+    rows = (painted[:, 0, 0] != -1).any(2).sum(1)
+    assert torch.all(covered == covered[0]) and torch.all(covered == rows**2)  # the same square everywhere
+    corners = (painted[:, 0, 0] != -1).float().flatten(1).argmax(1)
+    assert len(corners.unique()) > 30  # but placed per frame
 
 
 def test_crop_takes_each_images_window():

@@ -16,18 +16,17 @@ from conftest import damaged_copy
 from vai.config import VISION_PRESETS, VisionPreset
 from vai.errors import UserError
 from vai.vision.keypoints import (
-    CROP_SIZE,
     Transporter,
-    _pair_windows,
+    _pair_starts,
     _sample_pairs,
     frames_to_inputs,
     gaussian_maps,
     load_transporter,
+    max_map,
     save_transporter,
     spatial_softmax,
     train_transporter,
     transport,
-    union_map,
 )
 
 SQUARE_COLOUR = np.array([230, 200, 30], dtype=np.uint8)
@@ -37,8 +36,8 @@ BACKGROUND_COLOUR = np.array([40, 60, 80], dtype=np.uint8)
 def square_frames(count: int = 64, episodes: int = 2, side: int = 20, seed: int = 0):
     """A square moving smoothly (Lissajous path) over a fixed background with a static stripe.
 
-    Returns uint8 frames (count, 3, 100, 100), episode ids, the square's mask on the 84x84 centre
-    crop (count, 84, 84), and the background alone (3, 100, 100). Episodes differ in phase.
+    Returns uint8 frames (count, 3, 100, 100), episode ids, the square's mask (count, 100, 100),
+    and the background alone (3, 100, 100). Episodes differ in phase.
     """
     rng = np.random.default_rng(seed)
     background = np.empty((3, 100, 100), dtype=np.uint8)
@@ -56,7 +55,7 @@ def square_frames(count: int = 64, episodes: int = 2, side: int = 20, seed: int 
     columns = (pixels[None, :] >= left[:, None]) & (pixels[None, :] < left[:, None] + side)
     inside = rows[:, :, None] & columns[:, None, :]
     frames = np.where(inside[:, None], SQUARE_COLOUR[None, :, None, None], background[None]).astype(np.uint8)
-    return frames, episode, inside[:, 8:92, 8:92], background
+    return frames, episode, inside, background
 
 
 def small_preset(**changes) -> VisionPreset:
@@ -83,17 +82,20 @@ def trained():
 # -- Inputs and shapes ----------------------------------------------------------------------------
 
 
-def test_frames_to_inputs_crops_the_centre_and_scales_to_unit_range():
+def test_frames_to_inputs_keeps_the_whole_frame_and_scales_to_unit_range():
+    """VAI's Transporter sees the whole 100x100 observation: nothing is cropped away."""
     frames = np.zeros((2, 3, 100, 100), dtype=np.uint8)
-    frames[:, 0, 8, 8] = 255  # first pixel of the 84x84 centre crop
-    frames[:, 1, 7, 7] = 255  # just outside it
-    inputs = frames_to_inputs(frames, CROP_SIZE)
-    assert inputs.shape == (2, 3, 84, 84) and inputs.dtype == torch.float32
-    assert inputs[:, 0, 0, 0].tolist() == [1.0, 1.0]
-    assert float(inputs[:, 1].max()) == 0.0
+    frames[:, 0, 0, 0] = 255  # the frame's corner, outside the agent's 84x84 centre crop
+    frames[:, 1, 50, 50] = 255
+    inputs = frames_to_inputs(frames, 100)
+    assert inputs.shape == (2, 3, 100, 100) and inputs.dtype == torch.float32
+    assert inputs[:, 0, 0, 0].tolist() == [1.0, 1.0] and inputs[:, 1, 50, 50].tolist() == [1.0, 1.0]
+    assert float(inputs.sum()) == 4.0
     resized = frames_to_inputs(np.full((2, 3, 100, 100), 255, dtype=np.uint8), 64)
     assert resized.shape == (2, 3, 64, 64)
     assert torch.allclose(resized, torch.ones_like(resized))
+    corner = frames_to_inputs(frames, 50)  # the corner pixel still reaches the resized input
+    assert float(corner[:, 0, 0, 0].min()) > 0
 
 
 @pytest.mark.parametrize("size, feature_side", [(48, 12), (50, 13)])
@@ -128,7 +130,7 @@ def test_spatial_softmax_of_a_one_hot_heatmap_is_that_pixels_coordinate():
         assert coords[b, k].tolist() == pytest.approx(expected, abs=1e-6)
 
 
-def test_gaussian_maps_peak_at_the_coordinates_with_the_given_spread():
+def test_gaussian_maps_peak_at_the_coordinates_with_vais_width_convention():
     size = (9, 17)
     grid_y, grid_x = torch.linspace(-1, 1, 9), torch.linspace(-1, 1, 17)
     coords = torch.tensor([[[grid_x[3], grid_y[7]], [grid_x[12], grid_y[1]]]])
@@ -138,16 +140,23 @@ def test_gaussian_maps_peak_at_the_coordinates_with_the_given_spread():
         peak = int(maps[0, k].argmax())
         assert divmod(peak, 17) == (row, column)
         assert float(maps[0, k, row, column]) == pytest.approx(1.0)
-        # One pixel to the right is grid_x spacing (0.125) away: exp(-d^2 / (2 std^2)).
-        assert float(maps[0, k, row, column + 1]) == pytest.approx(np.exp(-(0.125**2) / (2 * 0.2**2)), rel=1e-5)
+        # One pixel to the right is grid_x spacing (0.125) away: exp(-d^2 / std^2), VAI's convention
+        # (not exp(-d^2 / (2 std^2)), which is sqrt(2) wider).
+        assert float(maps[0, k, row, column + 1]) == pytest.approx(np.exp(-(0.125**2) / 0.2**2), rel=1e-5)
+    at_std = gaussian_maps(torch.tensor([[[0.0, 0.0]]]), (3, 3), std=1.0)  # pixel (1, 2) is std away
+    assert float(at_std[0, 0, 1, 2]) == pytest.approx(np.exp(-1.0), rel=1e-6)
 
 
-def test_union_map_covers_each_keypoint_and_never_exceeds_one():
-    coords = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.5, 0.0]]])  # two keypoints on one spot
-    union = union_map(gaussian_maps(coords, (21, 21), std=0.1))
-    assert union.shape == (1, 1, 21, 21)
-    assert float(union[0, 0, 10, 5]) == pytest.approx(1.0) and float(union[0, 0, 10, 15]) == pytest.approx(1.0)
-    assert float(union.max()) <= 1.0 and float(union[0, 0, 0, 0]) < 1e-6
+def test_max_map_is_the_pixelwise_maximum_of_the_keypoints():
+    coords = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.4, 0.0]]])  # two keypoints close together
+    maps = gaussian_maps(coords, (21, 21), std=0.1)
+    combined = max_map(maps)
+    assert combined.shape == (1, 1, 21, 21)
+    assert torch.equal(combined[0, 0], maps[0].max(dim=0).values)
+    assert float(combined[0, 0, 10, 5]) == pytest.approx(1.0) and float(combined[0, 0, 10, 15]) == pytest.approx(1.0)
+    # Where two maps overlap, the maximum, not the union 1 - prod(1 - H), which is larger.
+    union = 1 - torch.prod(1 - maps, dim=1)
+    assert float((union - combined[:, 0]).max()) > 0.01
 
 
 # -- Transport (Kulkarni et al., Eq. 1) -----------------------------------------------------------
@@ -178,25 +187,69 @@ def test_transport_erases_source_features_under_source_keypoints():
     assert torch.allclose(moved[0, :, 5, 15], torch.full((2,), 3.0))
 
 
+def test_transport_applies_eq_1_keypoint_by_keypoint_as_vai():
+    """The vectorised form equals Eq. 1 applied to each keypoint in turn (VAI's loop), which differs
+    from one step with the union of the maps wherever keypoints overlap."""
+    generator = torch.Generator().manual_seed(0)
+    source_features, target_features = torch.rand(2, 3, 4, 9, 9, generator=generator)
+    source_maps, target_maps = torch.rand(2, 3, 5, 9, 9, generator=generator)
+    expected = source_features
+    for k in range(5):
+        s, t = source_maps[:, k : k + 1], target_maps[:, k : k + 1]
+        expected = (1 - s) * (1 - t) * expected + t * target_features
+    moved = transport(source_features, source_maps, target_features, target_maps)
+    assert torch.allclose(moved, expected, atol=1e-6)
+    union_s = 1 - torch.prod(1 - source_maps, 1, keepdim=True)
+    union_t = 1 - torch.prod(1 - target_maps, 1, keepdim=True)
+    one_step = (1 - union_s) * (1 - union_t) * source_features + union_t * target_features
+    assert float((one_step - moved).abs().max()) > 0.01
+
+
+def test_transport_sends_no_gradient_to_the_source_frame():
+    """VAI detaches the source's keypoints and features: only the target's pass learns."""
+    torch.manual_seed(0)
+    model = Transporter(keypoints=3, size=32, channels=4).train()
+    source = torch.rand(2, 3, 32, 32, requires_grad=True)
+    target = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(source, target).square().mean().backward()
+    assert source.grad is None or float(source.grad.abs().max()) == 0.0
+    assert float(target.grad.abs().max()) > 0.0
+
+
+def test_the_refine_net_ends_in_vais_block_and_draws_non_negative_images():
+    torch.manual_seed(0)
+    model = Transporter(keypoints=3, size=32, channels=4).eval()
+    last = list(model.refiner.full_stage)
+    assert isinstance(last[-3], torch.nn.Conv2d) and last[-3].kernel_size == (7, 7)
+    assert isinstance(last[-2], torch.nn.BatchNorm2d) and isinstance(last[-1], torch.nn.ReLU)
+    with torch.no_grad():
+        drawn = model.decode(torch.randn(4, 16, 8, 8))
+    assert drawn.shape == (4, 3, 32, 32) and float(drawn.min()) >= 0.0
+
+
 # -- Pair sampling --------------------------------------------------------------------------------
 
 
-def test_pairs_stay_inside_one_episode_within_the_gap():
+def test_pairs_look_0_to_gap_minus_1_steps_ahead_inside_one_episode():
+    """VAI: source t < L - gap, target t + U{0, ..., gap - 1}, never past the episode's end."""
     episodes = np.array([0] * 30 + [1] * 5 + [2] * 1 + [0] * 10 + [3] * 40)  # episode 0 resumes
-    windows = _pair_windows(episodes, max_gap=4)
-    source, target = _sample_pairs(windows, 5000, np.random.default_rng(0))
+    starts = _pair_starts(episodes, max_gap=4)
+    source, target = _sample_pairs(starts, 20000, 4, np.random.default_rng(0))
     assert np.all(episodes[source] == episodes[target])
-    assert np.all(source != target)
-    assert 2 not in episodes[source]  # a one-frame episode has no partner
+    assert 2 not in episodes[source]  # a one-frame episode has no pair
     # Gap in time order: position within the episode's own frames.
     rank = np.empty(len(episodes), dtype=int)
     for episode in np.unique(episodes):
         members = np.flatnonzero(episodes == episode)
         rank[members] = np.arange(len(members))
-    gaps = np.abs(rank[source] - rank[target])
-    assert gaps.max() == 4 and gaps.min() == 1
+    gaps = rank[target] - rank[source]
+    assert set(np.unique(gaps)) == {0, 1, 2, 3}  # forward only; a frame may pair with itself
+    lengths = {episode: np.count_nonzero(episodes == episode) for episode in np.unique(episodes)}
+    assert all(rank[s] < lengths[episodes[s]] - 4 for s in np.unique(source))
     # Episode 0's frames 29 and 30 are stored 16 apart but are consecutive in its time order.
     assert np.any((source == 29) & (target == 36))
+    with pytest.raises(ValueError, match="more than 40 frames"):
+        _pair_starts(episodes, max_gap=40)
 
 
 # -- Training -------------------------------------------------------------------------------------
@@ -214,7 +267,7 @@ def test_training_lowers_the_reconstruction_loss(trained):
 
 def test_training_is_reproducible_from_the_seed():
     frames, episodes, _, _ = square_frames(count=16)
-    preset = small_preset(transporter_size=32, transporter_batch=4, transporter_steps=3)
+    preset = small_preset(transporter_size=32, transporter_batch=4, transporter_steps=3, max_pair_gap=4)
     runs = [train_transporter(preset, frames, episodes, 2, channels=4, seed=7)[1]["loss_curve"] for _ in range(2)]
     other = train_transporter(preset, frames, episodes, 2, channels=4, seed=8)[1]["loss_curve"]
     assert runs[0] == runs[1]
@@ -262,17 +315,22 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
 
     # Right format tag, wrong description: the weights are for 4 channels, the metadata says 8.
     tensors = {name: value.contiguous() for name, value in model.state_dict().items()}
-    metadata = {"format": "vai.transporter/1", "keypoints": "3", "size": "32", "channels": "8", "keypoint_std": "0.1"}
+    metadata = {"format": "vai.transporter/2", "keypoints": "3", "size": "32", "channels": "8", "keypoint_std": "0.1"}
     lying = tmp_path / "lying.safetensors"
     save_file(tensors, str(lying), metadata=metadata)
     with pytest.raises(UserError, match="does not match"):
         load_transporter(lying)
 
+    older = tmp_path / "older.safetensors"
+    save_file(tensors, str(older), metadata={**metadata, "format": "vai.transporter/1", "channels": "4"})
+    with pytest.raises(UserError, match="older format"):
+        load_transporter(older)
+
     with pytest.raises(UserError, match="has 3 keypoints but 12 are wanted"):
         load_transporter(good, keypoints=12)
     with pytest.raises(UserError, match="trained at size 32 but 84"):
         load_transporter(good, size=84)
-    for error_path in (truncated, damaged, foreign, lying):
+    for error_path in (truncated, damaged, foreign, lying, older):
         with pytest.raises(UserError) as caught:
             load_transporter(error_path)
         assert "\n" not in str(caught.value) and str(error_path) in str(caught.value)

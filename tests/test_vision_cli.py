@@ -69,7 +69,7 @@ def test_counterfactual_masks_match_the_frames(run_dir):
 
     store = load_frames(run_dir / "frames.npz")
     masks = load_counterfactual_masks(run_dir / "counterfactual.npz", store)
-    assert masks.dtype == bool and masks.shape == (len(store), 84, 84)
+    assert masks.dtype == bool and masks.shape == (len(store), 100, 100)  # the whole frame, as VAI
 
 
 def test_mask_evaluation_reports_both_mask_sources_per_mode(run_dir):
@@ -81,7 +81,9 @@ def test_mask_evaluation_reports_both_mask_sources_per_mode(run_dir):
         for scores in sources.values():
             assert scores["frames"] == 3
             assert 0.0 < scores["foreground_fraction"] < 1.0
+    assert report["meta"]["adapter_backgrounds"] == "procedural"  # every mask table names its pool
     table = (run_dir / "masks_eval.md").read_text()
+    assert "adapter trained on procedural backgrounds" in table
     assert table.count("| video_hard |") == 3  # two mask sources, then the adapter's threshold sweep
     # The sweep scores the same adapter masks at other cuts: 0.5 is the preset's, and a higher cut
     # keeps a subset of the pixels, so recall can only fall.

@@ -177,44 +177,74 @@ quick preset and one seed each; the ``paper`` preset may prefer other counts."""
 
 @dataclass(frozen=True)
 class VisionPreset:
-    """Every setting of VAI's steps 0-2 (collect, keypoints, adapter) for one compute budget."""
+    """Every setting of VAI's steps 0-2 (collect, keypoints, adapter) for one compute budget.
+
+    Each field's docstring gives VAI's value (its public code, ``train_stage1.py`` and
+    ``train_stage2.py``); ``docs/fidelity.md`` lists where ``quick`` differs and why.
+    """
 
     name: str
     collect_frames: int = 5000
     """Random-policy frames recorded in the training visuals (VAI: 5000)."""
-    transporter_size: int = 84
-    """Side of the (centre-cropped, resized) frames the Transporter sees."""
+    transporter_size: int = 100
+    """Side the whole frame is resized to for the Transporter (VAI: 100, the frame itself)."""
     transporter_batch: int = 64
+    """Frame pairs per Transporter step (VAI: 64)."""
     transporter_channels: int = 32
-    """Width of the Transporter's first layers (Kulkarni et al. use 32; the deeper layers double it)."""
+    """Width of the Transporter's first layers; the deeper ones double it twice (VAI: 32, 64, 128)."""
     transporter_steps: int = 3000
+    """Transporter training steps (VAI: 3000; its loop stops after 3002)."""
     transporter_lr: float = 1e-3
+    """Adam learning rate of the Transporter (VAI: 1e-3)."""
     transporter_lr_decay: float = 0.95
-    """Multiplied into the learning rate every ``transporter_lr_every`` steps (VAI)."""
+    """Multiplied into the learning rate every ``transporter_lr_every`` steps (VAI: 0.95)."""
     transporter_lr_every: int = 200
+    """(VAI: 200)."""
     keypoint_std: float = 0.1
-    """Standard deviation of the Gaussian keypoint maps, in normalised image units (VAI)."""
+    """Width of the Gaussian keypoint maps in training, exp(-d^2 / std^2) in the [-1, 1] coordinate
+    units (VAI: 0.1)."""
     max_pair_gap: int = 20
-    """Source and target frames of a training pair are at most this many steps apart, same episode."""
+    """A training pair's target is 0 to this - 1 steps after its source, same episode (VAI: 20)."""
+    mask_keypoint_std: float = 0.25
+    """Width of the Gaussian keypoint maps when the counterfactual masks are made (VAI: 0.25, wider
+    than in training, so a keypoint's map covers the body part it sits on)."""
+    mask_abs_effect: bool = False
+    """Threshold the magnitude of the counterfactual effect instead of its signed value (VAI's
+    ``abs_comparison``: off)."""
     mask_threshold: float = 0.35
-    """Threshold on the counterfactual effect (VAI found 0.35-0.5 stable)."""
+    """Threshold on the counterfactual effect (VAI: 0.35; it found 0.35-0.5 stable)."""
     mask_morphology: int = 0
     """3x3 dilation (> 0) or erosion (< 0) steps applied to the thresholded counterfactual masks
     (VAI's optional dilate/erode; 0, off, as VAI's default)."""
     adapter_size: int = 84
+    """Side of the random crops the adapter trains on (VAI: 84, the agent's crop)."""
     adapter_batch: int = 64
-    adapter_steps: int = 10000
+    """Stacks of 3 frames per adapter step (VAI: 64, i.e. 192 frames)."""
+    adapter_steps: int = 3000
+    """Adapter training steps (VAI: 3000; its loop stops after 3101)."""
     adapter_lr: float = 1e-3
+    """Adam learning rate of the adapter (VAI: 1e-3)."""
     adapter_lr_decay: float = 0.95
-    """Multiplied into the adapter's learning rate every ``adapter_lr_every`` steps (VAI)."""
+    """Multiplied into the adapter's learning rate every ``adapter_lr_every`` steps (VAI: 0.95)."""
     adapter_lr_every: int = 200
+    """(VAI: 200)."""
+    adapter_norm: str = "batch"
+    """Normalisation in the adapter's blocks: ``batch`` (VAI; running statistics at inference, so
+    a frame's mask depends on that frame alone) or ``group`` (GroupNorm with 4 groups, whose
+    statistics come from the frame being masked, background included)."""
+    adapter_output: str = "clamp"
+    """The adapter's output: ``clamp`` (VAI: its last block's ReLU, upsampled, clamped to [0, 1], so
+    background can be exactly 0) or ``sigmoid`` (a linear head through a sigmoid, never 0)."""
     pos_weight: float = 15.0
-    """Missing foreground costs this many times more than leaked background (VAI)."""
+    """Missing foreground costs this many times more than leaked background (VAI: 15)."""
     feature_weight: float = 0.5
-    """Weight of the feature-consistency term between distracted and clean inputs (VAI)."""
+    """Weight of the feature-consistency term between distracted and clean inputs (VAI: 0.5)."""
+    adapter_coherent_stack: bool = False
+    """Share the background draws (choice, colour, natural image, alpha, boxes) across the 3 frames
+    of a stack, a static scene behind a moving agent (VAI: off, every frame draws its own)."""
     adapter_boxes: int = 0
-    """Boxes of random colour painted per stack on the background of the adapter's distracted inputs
-    (VAI's optional random boxes; 0, off, as VAI's default)."""
+    """Boxes of random colour painted on the background of the adapter's distracted inputs (VAI's
+    optional ``add_random_boxes``: 5 boxes when on; 0, off, as VAI's default)."""
     adapter_threshold: float = 0.5
     """Adapter probability above which a pixel counts as foreground when masks are scored; the agent
     multiplies the probability itself into its observation, so this cut only affects the scores."""
@@ -241,8 +271,12 @@ VISION_PRESETS: dict[str, VisionPreset] = {
     ),
 }
 """``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized so that ``vai run
---preset quick`` (vision and RL) fits about 15 minutes on a 2-core CPU; its masks are coarser (see
-the README's mask table, which also gives a longer CPU setting)."""
+--preset quick`` (vision and RL) fits a quarter of an hour on a 2-core CPU: fewer frames, a smaller,
+narrower Transporter, fewer and smaller batches, learning-rate decay on the same schedule relative
+to the run's length; its masks are coarser (``docs/benchmarks.md``)."""
+
+CHOICES: dict[str, tuple[str, ...]] = {"adapter_norm": ("batch", "group"), "adapter_output": ("clamp", "sigmoid")}
+"""Text preset fields and the values each accepts."""
 
 
 def get_vision_preset(name: str) -> VisionPreset:
@@ -331,6 +365,8 @@ def override(preset, assignments: list[str] | None):
             changes[key] = cast(value)
         except ValueError:
             raise UserError(f"cannot set {key}={value!r}: expected {types[key]}") from None
+        if key in CHOICES and changes[key] not in CHOICES[key]:
+            raise UserError(f"cannot set {key}={value!r}: choose one of {', '.join(CHOICES[key])}")
         problem = _range_problem(key, changes[key])
         if problem:
             raise UserError(f"cannot set {key}={value!r}: it {problem}")

@@ -38,51 +38,69 @@ from vai.vision.backgrounds import procedural_backgrounds
 from vai.vision.keypoints import channels_last
 
 CHECKPOINT_FORMAT = "vai.attention_adapter"
-CHECKPOINT_VERSION = "1"
+CHECKPOINT_VERSION = "2"
+"""Version 2: VAI's architecture (16-channel attention gate, norm and output options); version-1
+files are refused."""
 
 PROCEDURAL_POOL = 512
 """Procedural background images made when no image folder is given."""
 
+NATURAL_POOL_SIDE = 128
+"""Side the natural images of an image folder are loaded at: the overlays are random resized crops
+of them (VAI: of Places365's 256 px images), so the pool keeps more detail than one frame."""
+
 LOG_EVERY = 100
 """Training steps between two calls of the ``log`` callback."""
 
+NORMS = ("batch", "group")
+OUTPUTS = ("clamp", "sigmoid")
 
-def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution, GroupNorm, ReLU. GroupNorm, not BatchNorm: a frame's mask must not depend
-    on the other frames of its batch, so training, evaluation and one-frame inference agree."""
+
+def _block(in_channels: int, out_channels: int, norm: str, stride: int = 1) -> nn.Sequential:
+    """VAI's block: 3x3 convolution, normalisation, ReLU. ``norm`` is ``batch`` (VAI) or ``group``
+    (GroupNorm with 4 groups, 1 for a single channel)."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}")
+    normalise = nn.BatchNorm2d(out_channels) if norm == "batch" else nn.GroupNorm(min(4, out_channels), out_channels)
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
-        nn.GroupNorm(4, out_channels),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), normalise, nn.ReLU(inplace=True)
     )
 
 
-class AttentionAdapter(nn.Module):
-    """Frame (N, 3, S, S) in [0, 1] -> foreground probability (N, 1, S, S).
+def _upsample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling with aligned corners (VAI's ``UpsamplingBilinear2d``), to an exact size."""
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=True)
 
-    Encoder (VAI's shape): two convolutions at S/2, then at S/4 features gated by a sigmoid spatial
-    attention map computed from the S/2 features; the gate lets the network switch background
-    regions off before they reach the bottleneck. Decoder (VAI's shape): two convolutions at S/4,
-    one at S/2, a one-channel head at S/2, bilinearly upsampled to S. 16 channels give 14,882
-    parameters (VAI's adapter has about 17k; it uses BatchNorm and a 16-channel gate). Fully
-    convolutional: any S works; ``size`` records the side it was trained on.
+
+class AttentionAdapter(nn.Module):
+    """Frame (N, 3, S, S) in [0, 1] -> foreground probability (N, 1, S, S) in [0, 1].
+
+    VAI's network (Sec. 3.3): an encoder of two blocks at S/2, then at S/4 the features of a third
+    block gated by a 16-channel sigmoid attention map computed from the S/2 features, and a fourth
+    block; a decoder of two blocks at S/4, one at S/2 and a one-channel block, upsampled to S. With
+    ``output="clamp"`` (VAI) the last block's ReLU, upsampled and clamped to [0, 1], is the mask, so
+    background can be exactly 0; ``"sigmoid"`` puts a linear head through a sigmoid instead. Blocks
+    normalise with batch norm (VAI) or group norm (``norm``). 16 channels give 17,091 parameters.
+    Fully convolutional: any S works; ``size`` records the side it was trained on.
     """
 
-    def __init__(self, channels: int = 16, size: int = 84):
+    def __init__(self, channels: int = 16, size: int = 84, norm: str = "batch", output: str = "clamp"):
         super().__init__()
-        self.channels, self.size = channels, size
-        self.stem = nn.Sequential(_conv(3, channels, stride=2), _conv(channels, channels))
-        self.attention = nn.Conv2d(channels, 1, 3, stride=2, padding=1)
-        self.middle = _conv(channels, channels, stride=2)
-        self.last = _conv(channels, channels)
-        self.decode_low = nn.Sequential(_conv(channels, channels), _conv(channels, channels))
-        self.decode_high = _conv(channels, channels)
-        self.head = nn.Conv2d(channels, 1, 3, padding=1)
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+        self.channels, self.size, self.norm, self.output = channels, size, norm, output
+        self.stem = nn.Sequential(_block(3, channels, norm, stride=2), _block(channels, channels, norm))
+        self.attention = _block(channels, channels, norm, stride=2)
+        self.middle = _block(channels, channels, norm, stride=2)
+        self.last = _block(channels, channels, norm)
+        self.decode_low = nn.Sequential(_block(channels, channels, norm), _block(channels, channels, norm))
+        self.decode_high = _block(channels, channels, norm)
+        self.head = _block(channels, 1, norm) if output == "clamp" else nn.Conv2d(channels, 1, 3, padding=1)
 
     @property
-    def config(self) -> dict[str, int]:
+    def config(self) -> dict[str, Any]:
         """The architecture, as stored in checkpoints."""
-        return {"channels": self.channels, "size": self.size}
+        return {"channels": self.channels, "size": self.size, "norm": self.norm, "output": self.output}
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Attention-gated features (N, C, S/4, S/4); the feature-consistency loss compares them."""
@@ -91,11 +109,11 @@ class AttentionAdapter(nn.Module):
         return self.last(self.middle(stem) * gate)
 
     def decode(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Gated features -> foreground probability (N, 1, *size)."""
+        """Gated features -> foreground probability (N, 1, *size) in [0, 1]."""
         half = (size[0] + 1) // 2, (size[1] + 1) // 2
-        hidden = F.interpolate(self.decode_low(features), size=half, mode="bilinear", align_corners=False)
-        logits = self.head(self.decode_high(hidden))
-        return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))
+        hidden = self.decode_high(_upsample(self.decode_low(features), half))
+        mask = _upsample(self.head(hidden), tuple(size))
+        return mask.clamp(0, 1) if self.output == "clamp" else torch.sigmoid(mask)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(frames), frames.shape[-2:])
@@ -121,8 +139,9 @@ def adapter_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """VAI's adapter objective on stacks (B, 3F, S, S) and target masks (B, F, S, S).
 
-    Mask term: squared error, weighted ``pos_weight`` on foreground pixels and 1 on background, so a
-    missed foreground pixel costs ``pos_weight`` times a leaked background pixel (the agent can live
+    Mask term: squared error, weighted ``pos_weight`` where the prediction falls short of the target
+    and 1 where it exceeds it, so a missed foreground pixel costs ``pos_weight`` times a leaked
+    background pixel (the agent can live
     with some background, not with a missing limb). Feature term: squared distance between the gated
     features of the distracted frame and of the clean masked frame; the clean branch is a fixed
     target (no gradient), as in VAI's code, so the encoder learns to map distractions to "nothing"
@@ -132,10 +151,12 @@ def adapter_loss(
     frames = channels_last(distracted.reshape(-1, 3, height, width))  # frames fold into the batch
     features = adapter.encode(frames)
     predicted = adapter.decode(features, (height, width)).reshape(batch, channels // 3, height, width)
-    with torch.no_grad():
+    with torch.no_grad():  # in training mode, as VAI: batch norm's running statistics see both passes
         clean_features = adapter.encode(channels_last(clean_masked.reshape(-1, 3, height, width)))
-    weight = 1 + (pos_weight - 1) * target
-    mask_loss = (weight * (predicted - target) ** 2).mean()
+    # VAI's weighting: pos_weight x relu(target - predicted)^2 + relu(predicted - target)^2; for
+    # targets in {0, 1} and predictions in [0, 1] the first term lives on foreground, the second on
+    # background.
+    mask_loss = (pos_weight * F.relu(target - predicted) ** 2 + F.relu(predicted - target) ** 2).mean()
     feature_loss = F.mse_loss(features, clean_features)
     loss = mask_loss + feature_weight * feature_loss
     metrics = {"loss": loss.detach(), "mask_loss": mask_loss.detach(), "feature_loss": feature_loss.detach()}
@@ -155,10 +176,10 @@ def train_adapter(
     """Train an adapter on recorded frames and their counterfactual masks (VAI step 2).
 
     ``frames`` uint8 (N, 3, H, W), each recorded frame once, episodes stored one after another;
-    ``episodes`` (N,) the episode of each frame; ``masks`` bool (N, h, w): (N, H, W), or the masks of
-    the centre crop (e.g. (N, 84, 84) for 100x100 frames, as the counterfactual masks are made),
-    which :func:`place_masks` extends back to H x W. ``backgrounds`` uint8 (M, 3, P, P) natural
-    images, or None for :func:`procedural_backgrounds`. Each step samples ``preset.adapter_batch``
+    ``episodes`` (N,) the episode of each frame; ``masks`` bool (N, h, w): (N, H, W), as the
+    counterfactual masks are made, or those of the centre crop, which :func:`place_masks` extends
+    back to H x W. ``backgrounds`` uint8 (M, 3, P, P) natural images, or None for
+    :func:`procedural_backgrounds`. Each step samples ``preset.adapter_batch``
     stacks of 3 consecutive frames of one episode (the first frame repeated at an episode's start,
     as the environment stacks them), distracts them and takes one Adam step; the learning
     rate is multiplied by ``preset.adapter_lr_decay`` every ``preset.adapter_lr_every`` steps (VAI).
@@ -184,14 +205,15 @@ def train_adapter(
     generator = torch.Generator(device=device).manual_seed(seed)
     if backgrounds is None:
         backgrounds = procedural_backgrounds(PROCEDURAL_POOL, frames.shape[-1], generator)
-    distractor = Distractor(backgrounds.to(device), crop_size=preset.adapter_size, boxes=preset.adapter_boxes).to(
-        device
-    )
+    distractor = Distractor(
+        backgrounds.to(device),
+        crop_size=preset.adapter_size,
+        boxes=preset.adapter_boxes,
+        coherent_stack=preset.adapter_coherent_stack,
+    ).to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        adapter = AttentionAdapter(size=preset.adapter_size)
-    # Channels-last (NHWC) convolutions: 10-17% less time per step on a 2-core CPU with procedural
-    # backgrounds; with an image folder the stage time of vai run did not change measurably.
+        adapter = AttentionAdapter(size=preset.adapter_size, norm=preset.adapter_norm, output=preset.adapter_output)
     adapter.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(adapter.parameters(), lr=preset.adapter_lr)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, preset.adapter_lr_every, preset.adapter_lr_decay)
@@ -347,7 +369,12 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"adapter checkpoint {path} is unreadable ({first_line}): {retrain}") from None
-    if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("version") != CHECKPOINT_VERSION:
+    if metadata.get("format") == CHECKPOINT_FORMAT and metadata.get("version") != CHECKPOINT_VERSION:
+        raise UserError(
+            f"{path} is a vai adapter of format version {metadata.get('version')!r}, which this vai "
+            f"(version {CHECKPOINT_VERSION}) does not read: {retrain}"
+        )
+    if metadata.get("format") != CHECKPOINT_FORMAT:
         raise UserError(
             f"{path} is not a vai attention adapter checkpoint (format {metadata.get('format')!r}, "
             f"version {metadata.get('version')!r}): {retrain}"

@@ -114,7 +114,8 @@ def evaluate_masks(
         truth = crop_truth(item.truth)
         results[item.mode] = {}
         if counterfactual is not None:
-            results[item.mode]["counterfactual"] = mask_scores(counterfactual(item.frames), truth).as_dict()
+            masks = counterfactual(item.frames)  # whole frames, scored on the agent's crop
+            results[item.mode]["counterfactual"] = mask_scores(crop_truth(masks), truth).as_dict()
         if adapter is not None:
             probabilities = adapter_probabilities(adapter, item.frames, device)
             results[item.mode]["adapter"] = mask_scores(probabilities > threshold, truth).as_dict()

@@ -3,11 +3,15 @@
 The model learns K keypoints per frame with no labels. A feature encoder Φ maps a frame to a feature
 map at a quarter of its side, a keypoint network Ψ maps it to K heatmaps whose spatial softmax gives
 K coordinates, and each coordinate becomes a Gaussian map H^k. Between two frames of one episode,
-features are *transported*: those of the source frame are erased under both frames' keypoints and the
-target frame's features are pasted under the target keypoints (Kulkarni et al., Eq. 1); a refine
-network R must then rebuild the target frame from that map. The only way to lower the
-reconstruction error is to put keypoints on what moves between frames, which is why VAI (Wang et
-al., CVPR 2021, Sec. 3.2) uses them to find the agent's foreground.
+features are *transported*: keypoint by keypoint, those of the source frame are erased under both
+frames' keypoints and the target frame's features are pasted under the target keypoint (Kulkarni et
+al., Eq. 1); a refine network R must then rebuild the target frame from that map. The only way to
+lower the reconstruction error is to put keypoints on what moves between frames, which is why VAI
+(Wang et al., CVPR 2021, Sec. 3.2) uses them to find the agent's foreground.
+
+As VAI trains it: on whole 100x100 frames (no crop), Gaussians exp(-d^2 / std^2) with std 0.1 in the
+[-1, 1] coordinate units, source keypoints and features detached in the transport, and the pair's
+target 0-19 steps after its source.
 
 Example, as the CLI's keypoints stage calls it::
 
@@ -33,16 +37,13 @@ from vai.config import IMAGE_SIZE, VisionPreset
 from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 
-CROP_SIZE = 84
-"""Side of the centre crop of a stored 100x100 frame: what the agent and the adapter see (VAI)."""
+DEFAULT_CHANNELS = 32
+"""Width of the first encoder stage; stages have 1x, 2x and 4x this (32, 64, 128 channels as Kulkarni
+et al. and VAI). A preset's ``transporter_channels`` takes precedence."""
 
-DEFAULT_CHANNELS = 16
-"""Width of the first encoder stage; stages have 1x, 2x and 4x this. Kulkarni et al. use 32 (32, 64,
-128 channels); 16 costs a quarter of that, about 0.7 s per step at size 64, batch 32 on a 2-core CPU,
-against 2.5 s. A preset's ``transporter_channels``, where it has one, takes precedence."""
-
-CHECKPOINT_FORMAT = "vai.transporter/1"
-"""Written into the safetensors metadata, so a loader can tell our files from any other."""
+CHECKPOINT_FORMAT = "vai.transporter/2"
+"""Written into the safetensors metadata, so a loader can tell our files from any other. Version 2:
+VAI's Gaussian width convention, transport rule and refine head; version-1 files are refused."""
 
 _PREPARE_CHUNK = 512
 """Frames cropped and resized at once when preparing a data set (bounds the float copy in memory)."""
@@ -52,23 +53,18 @@ _PREPARE_CHUNK = 512
 
 
 def frames_to_inputs(frames: np.ndarray | torch.Tensor, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Stored uint8 frames (N, 3, 100, 100) as model inputs: float (N, 3, size, size) in [0, 1].
+    """Stored uint8 frames (N, 3, H, W) as model inputs: float (N, 3, size, size) in [0, 1].
 
-    Centre-crops to 84x84, the view the agent and the adapter get (VAI), then resizes to ``size``
-    (bilinear, antialiased) only where ``size`` differs from 84, so pixel (i, j) of an input always
-    covers the same scene area as pixel (i * 84 / size, j * 84 / size) of the agent's crop.
+    The whole frame, as VAI trains its Transporter on the 100x100 observations; resized (bilinear,
+    antialiased) only where ``size`` differs from the frame's side.
     """
     frames = torch.as_tensor(frames, device=device)
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"expected uint8 frames (N, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
-    height, width = frames.shape[-2:]
-    if height < CROP_SIZE or width < CROP_SIZE:
-        raise ValueError(f"frames of {height}x{width} are smaller than the {CROP_SIZE}x{CROP_SIZE} crop")
-    top, left = (height - CROP_SIZE) // 2, (width - CROP_SIZE) // 2
-    crop = frames[:, :, top : top + CROP_SIZE, left : left + CROP_SIZE].float() / 255.0
-    if size != CROP_SIZE:
-        crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return crop
+    images = frames.float() / 255.0
+    if tuple(images.shape[-2:]) != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return images
 
 
 def _prepare_dataset(frames: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
@@ -103,23 +99,19 @@ def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
 def gaussian_maps(coords: torch.Tensor, size: tuple[int, int], std: float) -> torch.Tensor:
     """Isotropic Gaussians of peak 1 at each keypoint: coords (B, K, 2) -> maps (B, K, h, w).
 
-    ``std`` is in the normalised [-1, 1] units of the coordinates (Transporter and VAI: 0.1).
+    exp(-d^2 / std^2), VAI's convention (so its "0.1" is 1/sqrt(2) as wide as a textbook Gaussian of
+    standard deviation 0.1); ``std`` and d are in the normalised [-1, 1] units of the coordinates.
     """
     height, width = size
     dx = _grid(width, coords).view(1, 1, 1, width) - coords[..., 0, None, None]
     dy = _grid(height, coords).view(1, 1, height, 1) - coords[..., 1, None, None]
-    return torch.exp(-(dx.square() + dy.square()) / (2.0 * std * std))
+    return torch.exp(-(dx.square() + dy.square()) / (std * std))
 
 
-def union_map(maps: torch.Tensor) -> torch.Tensor:
-    """All keypoints' Gaussian maps as one map in [0, 1]: (B, K, h, w) -> (B, 1, h, w).
-
-    H = 1 - prod_k (1 - H^k), the probabilistic union. Then 1 - H = prod_k (1 - H^k) is exactly
-    the factor that applying Kulkarni et al.'s Eq. 1 keypoint by keypoint leaves on the source
-    features, but in one vectorised step, independent of keypoint order, and, unlike a sum, never
-    above 1 where keypoints overlap.
-    """
-    return 1.0 - torch.prod(1.0 - maps, dim=1, keepdim=True)
+def max_map(maps: torch.Tensor) -> torch.Tensor:
+    """All keypoints' Gaussian maps as one map in [0, 1], their pixelwise maximum: (B, K, h, w) ->
+    (B, 1, h, w). VAI keeps the features under this map to make its counterfactual masks."""
+    return maps.amax(dim=1, keepdim=True)
 
 
 def transport(
@@ -128,16 +120,24 @@ def transport(
     target_features: torch.Tensor,
     target_maps: torch.Tensor,
 ) -> torch.Tensor:
-    """Kulkarni et al., Eq. 1: Φ̂ = (1 - H_s)(1 - H_t) Φ(s) + H_t Φ(t).
+    """Kulkarni et al., Eq. 1, applied keypoint by keypoint as VAI and the Transporter do.
 
-    Features are (B, C, h, w); maps are per keypoint (B, K, h, w) and are combined with
-    :func:`union_map`. Source features are erased where either frame has a keypoint, and the
-    target's features fill in where the target has one, so R sees the target's objects at the
-    target's keypoints and the source's background everywhere else.
+    Starting from Φ(s), keypoint k maps Φ̂ to (1 - H_s^k)(1 - H_t^k) Φ̂ + H_t^k Φ(t), for k = 1..K in
+    order. Unrolled, with a_k = (1 - H_s^k)(1 - H_t^k):
+
+        Φ̂ = (prod_k a_k) Φ(s) + (sum_k H_t^k prod_{j>k} a_j) Φ(t),
+
+    which is computed here in one vectorised step (suffix products). Features are (B, C, h, w),
+    maps per keypoint (B, K, h, w). The source's features and maps carry no gradient (VAI detaches
+    them), so only the target frame's pass learns from the reconstruction.
     """
-    source_union = union_map(source_maps)
-    target_union = union_map(target_maps)
-    return (1.0 - source_union) * (1.0 - target_union) * source_features + target_union * target_features
+    source_features, source_maps = source_features.detach(), source_maps.detach()
+    keep = (1.0 - source_maps) * (1.0 - target_maps)  # a_k
+    # Suffix products prod_{j>=k} a_j, then shifted by one for prod_{j>k} a_j.
+    suffix = keep.flip(1).cumprod(dim=1).flip(1)
+    after = torch.cat((suffix[:, 1:], torch.ones_like(suffix[:, :1])), dim=1)
+    paste = (target_maps * after).sum(dim=1, keepdim=True)
+    return suffix[:, :1] * source_features + paste * target_features
 
 
 # -- Networks -------------------------------------------------------------------------------------
@@ -168,10 +168,11 @@ def _downsampling_trunk(width: int) -> nn.Sequential:
 
 
 class _Refiner(nn.Module):
-    """R: feature map (B, 4w, S/4, S/4) -> image (B, 3, S, S), the encoder mirrored.
+    """R: feature map (B, 4w, S/4, S/4) -> image (B, 3, S, S), the encoder mirrored (VAI's layout).
 
-    Bilinear upsampling to the exact sizes the encoder halved from, so any input side works.
-    The last conv is linear: the output is compared with the frame in [0, 1] by a squared error.
+    Bilinear upsampling (corners aligned, as VAI's ``UpsamplingBilinear2d``) to the exact sizes the
+    encoder halved from, so any input side works. The last layer is a 7x7 convolution with batch norm
+    and ReLU, as VAI's: R draws non-negative images, and R(0) is what it draws from no evidence.
     """
 
     def __init__(self, width: int, size: int) -> None:
@@ -180,13 +181,13 @@ class _Refiner(nn.Module):
         self.size = size
         self.quarter_stage = nn.Sequential(*_block(4 * width, 4 * width, 3), *_block(4 * width, 2 * width, 3))
         self.half_stage = nn.Sequential(*_block(2 * width, 2 * width, 3), *_block(2 * width, width, 3))
-        self.full_stage = nn.Sequential(*_block(width, width, 3), nn.Conv2d(width, 3, 3, padding=1))
+        self.full_stage = nn.Sequential(*_block(width, width, 3), *_block(width, 3, 7))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.quarter_stage(features)
-        x = F.interpolate(x, size=(self.half, self.half), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(self.half, self.half), mode="bilinear", align_corners=True)
         x = self.half_stage(x)
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=True)
         return self.full_stage(x)
 
 
@@ -241,7 +242,7 @@ class Transporter(nn.Module):
         target_features: torch.Tensor,
         target_maps: torch.Tensor,
     ) -> torch.Tensor:
-        """:func:`transport` (Kulkarni et al., Eq. 1)."""
+        """:func:`transport` (Kulkarni et al., Eq. 1, keypoint by keypoint)."""
         return transport(source_features, source_maps, target_features, target_maps)
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
@@ -249,52 +250,51 @@ class Transporter(nn.Module):
         return self.refiner(features)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Reconstruction of ``target`` from ``source``'s features transported by both keypoint sets."""
-        # One pass over source and target together: half the kernel launches, one set of batch stats.
-        both = torch.cat((source, target))
-        features = self.encode(both)
-        _, maps = self.keypoints(both)
-        source_features, target_features = features.chunk(2)
-        source_maps, target_maps = maps.chunk(2)
+        """Reconstruction of ``target`` from ``source``'s features transported by both keypoint sets.
+
+        Source and target pass through Φ and Ψ separately (each its own batch statistics, as VAI);
+        the source pass carries no gradient, since VAI detaches what the transport takes from it.
+        """
+        with torch.no_grad():
+            source_features = self.encode(source)
+            _, source_maps = self.keypoints(source)
+        target_features = self.encode(target)
+        _, target_maps = self.keypoints(target)
         return self.decode(self.transport(source_features, source_maps, target_features, target_maps))
 
 
 # -- Training -------------------------------------------------------------------------------------
 
 
-def _pair_windows(episodes: np.ndarray, max_gap: int) -> tuple[np.ndarray, ...]:
-    """Per frame, the window of frames it may pair with: same episode, at most ``max_gap`` away.
+def _pair_starts(episodes: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames that may start a training pair, and the episode-sorted order of all frames.
 
-    Frames of an episode are taken in their stored order, which must be time order; episodes may
-    be interleaved. Returns (order, low, high, sources) in positions of the episode-sorted order:
-    ``order`` maps positions to frame indices, [low, high] is each position's window and
-    ``sources`` the positions whose window holds another frame.
+    VAI draws a pair's source at a step t < L - ``max_gap`` of an episode of L frames and its target
+    at t + U{0, ..., max_gap - 1}, so the target never runs past the episode. Frames of an episode
+    are taken in their stored order, which must be time order; episodes may be interleaved. Returns
+    (order, sources): ``order`` maps episode-sorted positions to frame indices, ``sources`` the
+    positions that may start a pair.
     """
     order = np.argsort(episodes, kind="stable")  # positions grouped by episode, time order kept
     sorted_episodes = episodes[order]
     position = np.arange(len(order))
     starts = np.r_[True, sorted_episodes[1:] != sorted_episodes[:-1]]
-    ends = np.r_[starts[1:], True]
     first = np.maximum.accumulate(np.where(starts, position, 0))
-    last = np.minimum.accumulate(np.where(ends, position, len(order))[::-1])[::-1]
-    low = np.maximum(first, position - max_gap)
-    high = np.minimum(last, position + max_gap)
-    sources = np.flatnonzero(high > low)
+    _, inverse, lengths = np.unique(sorted_episodes, return_inverse=True, return_counts=True)
+    sources = np.flatnonzero(position - first < lengths[inverse] - max_gap)
     if len(sources) == 0:
-        raise ValueError("no episode has two frames: Transporter pairs need frames of one episode")
-    return order, low, high, sources
+        raise ValueError(f"no episode has more than {max_gap} frames: Transporter pairs need longer episodes")
+    return order, sources
 
 
 def _sample_pairs(
-    windows: tuple[np.ndarray, ...], count: int, rng: np.random.Generator
+    starts: tuple[np.ndarray, np.ndarray], count: int, max_gap: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` (source, target) frame indices: the source uniform over frames with a partner,
-    the target uniform over the other frames of its window (see :func:`_pair_windows`)."""
-    order, low, high, sources = windows
+    """``count`` (source, target) frame indices: the source uniform over the frames that may start a
+    pair (see :func:`_pair_starts`), the target 0 to ``max_gap`` - 1 steps after it (VAI)."""
+    order, sources = starts
     source = rng.choice(sources, size=count)
-    # Draw among the window's (high - low) other slots, then step over the source itself.
-    target = low[source] + (rng.random(count) * (high[source] - low[source])).astype(np.int64)
-    target += target >= source
+    target = source + rng.integers(0, max_gap, size=count)
     return order[source], order[target]
 
 
@@ -316,11 +316,11 @@ def train_transporter(
     """Train a Transporter on stored frames; return it in eval mode and its metrics.
 
     ``frames``: uint8 (N, 3, 100, 100); ``episodes``: the episode id of each frame (N,), frames of
-    an episode in time order. Pairs come from one episode at most ``preset.max_pair_gap`` steps
-    apart; Adam at ``preset.transporter_lr``, multiplied by ``transporter_lr_decay`` every
+    an episode in time order. Pairs come from one episode, the target 0 to ``preset.max_pair_gap``
+    - 1 steps after the source (VAI); Adam at ``preset.transporter_lr``, multiplied by ``transporter_lr_decay`` every
     ``transporter_lr_every`` steps (VAI: batch 64, 1e-3, x0.95 per 200 steps, 3000 steps).
-    ``channels`` is the encoder width (:data:`DEFAULT_CHANNELS` unless the preset has
-    ``transporter_channels``). ``log(step, {"step", "loss", "lr"})`` is called about 20 times.
+    ``channels`` is the encoder width (default: the preset's ``transporter_channels``).
+    ``log(step, {"step", "loss", "lr"})`` is called about 20 times.
 
     Metrics: ``loss_curve`` (every step), ``final_loss`` (mean of the last 10 steps),
     ``seconds_per_step``, ``steps``, ``parameters``.
@@ -334,28 +334,28 @@ def train_transporter(
     device = torch.device(device)
     size = preset.transporter_size
     if channels is None:
-        channels = getattr(preset, "transporter_channels", DEFAULT_CHANNELS)
+        channels = preset.transporter_channels
 
     rng = np.random.default_rng(seed)
     # Initialise from the seed without disturbing the caller's global torch random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Transporter(task_keypoints, size, channels, preset.keypoint_std).to(device)
-    # Channels-last (NHWC) convolutions: 15-25% less time per training step on a 2-core CPU.
+    # Channels-last (NHWC) convolutions: the layout CPU and GPU convolutions run fastest in.
     model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.transporter_lr)
     schedule = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=preset.transporter_lr_every, gamma=preset.transporter_lr_decay
     )
     dataset = _prepare_dataset(frames, size, device)
-    windows = _pair_windows(episodes, preset.max_pair_gap)
+    starts = _pair_starts(episodes, preset.max_pair_gap)
     steps = preset.transporter_steps
     losses = torch.zeros(steps, device=device)  # filled on the device: no host sync per step
     log_every = max(1, steps // 20)
 
     started = time.perf_counter()
     for step in range(steps):
-        source_index, target_index = _sample_pairs(windows, preset.transporter_batch, rng)
+        source_index, target_index = _sample_pairs(starts, preset.transporter_batch, preset.max_pair_gap, rng)
         source = channels_last(dataset[torch.from_numpy(source_index).to(device)].float() / 255.0)
         target = channels_last(dataset[torch.from_numpy(target_index).to(device)].float() / 255.0)
         loss = F.mse_loss(model(source, target), target)
@@ -427,6 +427,8 @@ def load_transporter(
         raise UserError(
             f"{path} is not a readable Transporter checkpoint ({reason}); delete it and {retrain}"
         ) from None
+    if str(metadata.get("format", "")).startswith("vai.transporter/") and metadata["format"] != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is a Transporter of an older format ({metadata['format']}); {retrain}")
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} was not written by vai's Transporter (format {metadata.get('format')!r}); {retrain}")
     if digest_mismatch(tensors, metadata):

@@ -105,18 +105,31 @@ def adapter_stage(
     log=None,
 ) -> dict:
     """Step 2: train the attention adapter on distracted frames to give back the counterfactual masks."""
-    from vai.vision.adapter import save_adapter, train_adapter
+    from vai.vision.adapter import NATURAL_POOL_SIDE, save_adapter, train_adapter
     from vai.vision.backgrounds import load_background_images
 
     store = _frames(task, run)
     targets = load_counterfactual_masks(run / COUNTERFACTUAL, store)
-    images = load_background_images(Path(backgrounds), store.frames.shape[-1]) if backgrounds else None
+    images = load_background_images(Path(backgrounds), NATURAL_POOL_SIDE) if backgrounds else None
     adapter, metrics = train_adapter(preset, store.frames, store.episode, targets, images, device, seed, log)
     save_adapter(adapter, run / ADAPTER)
     summary = {key: value for key, value in metrics.items() if not isinstance(value, list)}
     record = {"preset": preset.name, "seed": seed, "backgrounds": str(backgrounds or "procedural"), **summary}
     _write_json({**record, **{k: v for k, v in metrics.items() if isinstance(v, list)}}, run / "adapter.json")
     return summary
+
+
+def adapter_backgrounds(run: Path) -> str:
+    """The augmentation pool the run's adapter trained on, as tables name it (from adapter.json)."""
+    import json
+
+    from vai.vision.backgrounds import describe_pool
+
+    record = run / "adapter.json"
+    try:
+        return describe_pool(json.loads(record.read_text()).get("backgrounds"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def _record_modes(task: str, modes: list[str], episodes: int, steps: int, seed: int, data_dir) -> list:
@@ -165,6 +178,7 @@ def masks_eval_stage(
 
     recorded = _record_modes(task, modes, episodes, steps, seed, data_dir)
     results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
+    pool = adapter_backgrounds(run) if adapter is not None else None
     meta = {
         "task": task,
         "preset": preset.name,
@@ -172,8 +186,10 @@ def masks_eval_stage(
         "steps": steps,
         "seed": seed,
         "adapter_threshold": preset.adapter_threshold,
+        "adapter_backgrounds": pool,
     }
-    title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g})"
+    title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g}"
+    title += f"; adapter trained on {pool} backgrounds)" if pool else ")"
     write_results(results, meta, run / "masks_eval.json", run / "masks_eval.md", title, sweep)
     return results
 
@@ -210,7 +226,9 @@ def add_vision_commands(subparsers: Any) -> None:
     adapter = subparsers.add_parser("adapter", help="train the attention adapter (step 2)")
     _common(adapter)
     adapter.add_argument(
-        "--backgrounds", default=None, help="folder of natural images (Places365 or any); default: procedural"
+        "--backgrounds",
+        default=None,
+        help="folder of natural images (e.g. DATA/places365 or DATA/photos); default: procedural",
     )
     adapter.set_defaults(func=_run_adapter)
 
