@@ -5,7 +5,9 @@
     python benchmarks/mask_quality.py --tasks walker_walk --set adapter_steps=3000
 
 Per task: collect random-policy frames, train the Transporter, make counterfactual masks, train the
-attention adapter on natural-image backgrounds (``--backgrounds``, never a test video), then score
+attention adapter on natural-image backgrounds (``--backgrounds``; by default the data directory's
+``places365``, else ``photos``, neither related to a test video; ``DATA/backgrounds``, the stand-in
+cut from the ``video_hard`` footage, only when named, and the table says so), then score
 both mask sources in ``train``, ``color_hard``, ``video_easy`` and ``video_hard`` (the development
 videos of the data directory) over seeded evaluation episodes the pipeline never saw. Stages whose
 output is already in the run directory are reused (``--fresh`` redoes them).
@@ -13,7 +15,8 @@ output is already in the run directory are reused (``--fresh`` redoes them).
 Targets (issue 3), adapter masks: recall >= 0.9 in every mode; IoU >= 0.7 in train and color_hard,
 >= 0.6 in the video modes. The script prints the table, the time of each stage and which targets are
 met (at the preset's ``adapter_threshold``, 0.5), the adapter's scores at other thresholds, and
-writes ``mask_quality.json`` into each run directory.
+writes ``mask_quality.json`` into each run directory (and into ``--record DIR`` as
+``TASK-PRESET-seedS.json``, the small file a measurement commits).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from pathlib import Path
 import torch
 
 from vai.config import KEYPOINTS, get_vision_preset, override
-from vai.machine import keep_freed_memory
+from vai.machine import checkout_commit, keep_freed_memory
+from vai.pipeline import default_backgrounds
 from vai.vision import stages
+from vai.vision.backgrounds import describe_pool
 from vai.vision.collect import collect
 from vai.vision.evaluate import markdown_table, sweep_table
 
@@ -84,7 +89,8 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         data_dir,
         args.device,
     )
-    print(markdown_table(results, f"{task} ({preset.name} preset, seed {args.seed})"))
+    pool = describe_pool(args.backgrounds)
+    print(markdown_table(results, f"{task} ({preset.name} preset, seed {args.seed}, adapter backgrounds: {pool})"))
     sweep = json.loads((run / "masks_eval.json").read_text()).get("adapter_by_threshold", {})
     print(sweep_table(sweep, f"{task}: adapter masks by threshold (IoU / precision / recall)"))
     missed = []
@@ -101,14 +107,19 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         "overrides": args.set or [],
         "keypoints": KEYPOINTS[task],
         "seed": args.seed,
+        "backgrounds": pool,
         "device": args.device,
         "machine": machine(args.device),
+        "commit": checkout_commit(),
         "seconds": times,
         "results": results,
         "adapter_by_threshold": sweep,
         "missed": missed,
     }
     (run / "mask_quality.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.record:
+        args.record.mkdir(parents=True, exist_ok=True)
+        (args.record / f"{task}-{preset.name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -130,14 +141,17 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3, help="evaluation episodes per mode")
     parser.add_argument("--steps", type=int, default=50, help="random-policy steps per evaluation episode")
     parser.add_argument("--runs", default="runs/benchmarks")
-    parser.add_argument("--backgrounds", type=Path, default=None, help="natural images (default: DATA/backgrounds)")
+    parser.add_argument(
+        "--backgrounds", type=Path, default=None, help="natural images (default: DATA/places365, else DATA/photos)"
+    )
+    parser.add_argument("--record", type=Path, default=None, help="also write each task's record into this folder")
     parser.add_argument("--fresh", action="store_true", help="redo every stage even if its output exists")
     args = parser.parse_args()
     keep_freed_memory()  # as the vai command does
     data_dir = default_data_dir()
-    if args.backgrounds is None and data_dir is not None and (data_dir / "backgrounds").is_dir():
-        args.backgrounds = data_dir / "backgrounds"
-    print(f"device {args.device} ({machine(args.device)}); backgrounds {args.backgrounds or 'procedural'}")
+    if args.backgrounds is None and data_dir is not None:
+        args.backgrounds = default_backgrounds(data_dir)
+    print(f"device {args.device} ({machine(args.device)}); backgrounds {describe_pool(args.backgrounds)}")
     records = [run_task(task, args, data_dir) for task in args.tasks]
     print("summary (adapter masks, IoU / recall):")
     for record in records:

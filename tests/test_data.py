@@ -212,8 +212,10 @@ def test_require_present_partial_and_named_files(tmp_path: Path) -> None:
         store.require("drawerworld", root)
     with pytest.raises(UserError, match="has no file 'video3.mp4': it has video0.mp4"):
         store.require("video_easy", SHARED, files=["video3.mp4"])
-    with pytest.raises(UserError, match="'backgrounds' not found in .*no public download"):
+    with pytest.raises(UserError, match="'backgrounds' not found in .*no checksummed download"):
         store.require("backgrounds", tmp_path)
+    with pytest.raises(UserError, match="'places365' not found in .*extract its train/ folder here"):
+        store.require("places365", tmp_path)
 
 
 # --- fetch -----------------------------------------------------------------------------------
@@ -286,9 +288,11 @@ def test_fetch_network_errors_are_one_line_user_errors(tmp_path: Path) -> None:
 
 
 def test_fetch_local_only_says_user_must_provide(tmp_path: Path) -> None:
-    message = "'backgrounds' has no public download: provide it yourself.*Places365"
+    message = "'places365' has no checksummed download: provide it in .*places365 .*Places365 site"
     with pytest.raises(UserError, match=message):
-        store.fetch("backgrounds", tmp_path, mirror=tmp_path.as_uri())
+        store.fetch("places365", tmp_path, mirror=tmp_path.as_uri())
+    with pytest.raises(UserError, match="'photos' has no checksummed download.*Debian packages"):
+        store.fetch("photos", tmp_path)
 
 
 # --- colour conversion -----------------------------------------------------------------------
@@ -414,7 +418,7 @@ def test_cli_list_verify_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
     with pytest.raises(UserError, match="unknown data set 'bogus'"):
         _cli(["data", "fetch", "bogus", "--data-dir", str(root)])
-    with pytest.raises(UserError, match="'backgrounds' has no public download"):
+    with pytest.raises(UserError, match="'backgrounds' has no checksummed download"):
         _cli(["data", "fetch", "backgrounds", "--data-dir", str(root)])
 
 

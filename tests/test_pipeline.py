@@ -169,3 +169,21 @@ def test_bad_arguments_are_user_errors(tmp_path):
     assert_user_error(run_vai("run", TASK, "--fresh", "--run", str(kept), "--device", "banana"), "unknown device")
     assert_user_error(run_vai("run", TASK, "--fresh", "--run", str(kept), "--mode", "sepia"), "unknown mode")
     assert (kept / "run.json").read_text() == "{}"  # --fresh deletes nothing for a command that is refused
+
+
+def test_the_default_augmentation_pool_is_never_the_stand_in_cut_from_the_test_footage(tmp_path):
+    """Places365, then the photos; the ``backgrounds`` stand-in (video_hard clips 0-29) only when named."""
+    from vai.pipeline import default_backgrounds
+    from vai.vision.backgrounds import describe_pool
+
+    for name in ("backgrounds", "photos", "places365"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "backgrounds" / "frame.jpg").write_bytes(b"jpg")
+    assert default_backgrounds(tmp_path) is None  # empty pools and the stand-in: procedural
+    (tmp_path / "photos" / "wallpaper.jpg").write_bytes(b"jpg")
+    assert default_backgrounds(tmp_path) == tmp_path / "photos"
+    (tmp_path / "places365" / "a" / "scene.jpg").parent.mkdir()
+    (tmp_path / "places365" / "a" / "scene.jpg").write_bytes(b"jpg")
+    assert default_backgrounds(tmp_path) == tmp_path / "places365"
+    assert describe_pool(tmp_path / "backgrounds").startswith("backgrounds (stand-in cut from video_hard")
+    assert describe_pool(None) == "procedural" and describe_pool(tmp_path / "photos") == "photos"

@@ -66,10 +66,16 @@ def split_overrides(assignments: list[str] | None) -> tuple[list[str], list[str]
 
 
 def default_backgrounds(data_dir) -> Path | None:
-    from vai.data.store import resolve_data_dir
+    """The first augmentation pool the data directory has (Places365, then the photos), else None
+    (procedural images). Never the ``backgrounds`` stand-in, which is cut from the test footage."""
+    from vai.data.registry import AUGMENTATION_POOLS
+    from vai.data.store import local_file_count, resolve_data_dir
 
-    folder = Path(resolve_data_dir(data_dir)) / "backgrounds"
-    return folder if folder.is_dir() else None
+    for name in AUGMENTATION_POOLS:
+        folder = Path(resolve_data_dir(data_dir)) / name
+        if local_file_count(folder, cap=1):
+            return folder
+    return None
 
 
 FREE_SETTINGS = {"device", "baselines", "rl.test_seeds", "rl.test_episodes"}
@@ -309,7 +315,12 @@ def add_run_command(subparsers: Any) -> None:
     )
     parser.add_argument("--run", type=Path, default=None, help="run directory (default: runs/TASK-PRESET)")
     parser.add_argument("--baseline", nargs="+", default=None, help="also train these for comparison: sac drq svea")
-    parser.add_argument("--backgrounds", type=Path, default=None, help="natural images (default: DATA/backgrounds)")
+    parser.add_argument(
+        "--backgrounds",
+        type=Path,
+        default=None,
+        help="natural images (default: DATA/places365, else DATA/photos, else procedural)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mode", nargs="+", default=None, help="modes of the final evaluation (default: all)")
     parser.add_argument("--seed", type=int, default=0)

@@ -176,15 +176,39 @@ DATASETS: tuple[Dataset, ...] = (
             ),
         ),
     ),
-    # The workspace's 300 jpgs are frames of video_hard clips 0-29, a stand-in for Places365
-    # with no public download and no checksums; users bring their own image folder.
+    # Augmentation pools for the attention adapter: no checksummed public download, so local only.
+    # Headline results use places365 or photos, which have nothing to do with the test footage.
+    Dataset(
+        name="places365",
+        folder="places365",
+        description="Places365-standard images, VAI's augmentation pool (local only)",
+        source=(
+            "download places365standard_easyformat.tar from the Places365 site (places2.csail.mit.edu) "
+            "and extract its train/ folder here"
+        ),
+    ),
+    Dataset(
+        name="photos",
+        folder="photos",
+        description="wallpaper photographs unrelated to any test video, an augmentation pool (local only)",
+        source=(
+            "wallpapers of the Debian packages mate-backgrounds, gnome-backgrounds, ukui-wallpapers and "
+            "lomiri-wallpapers, resized to 512 px on the short side"
+        ),
+    ),
+    # The workspace's 300 jpgs are frames of video_hard clips 0-29: other clips than the test ones,
+    # but the same footage, so adapters trained on them look better on video_hard than they are.
     Dataset(
         name="backgrounds",
         folder="backgrounds",
-        description="augmentation images, local only (your own folder, e.g. Places365)",
-        source="provided by the user; no public download",
+        description="stand-in pool cut from video_hard clips 0-29 (optimistic on video_hard; local only)",
+        source="still frames of DMControl-GB's video_hard clips 0-29, which are not test clips",
     ),
 )
+
+AUGMENTATION_POOLS = ("places365", "photos")
+"""Image folders of the data directory that the adapter's augmentation uses by default, in order of
+preference; the ``backgrounds`` stand-in is never a default (see its row)."""
 
 
 def dataset_names() -> tuple[str, ...]:

@@ -70,11 +70,22 @@ def missing_files(dataset: Dataset, data_dir: Path) -> list[str]:
     return [f.path for f in dataset.files if not (data_dir / f.path).is_file()]
 
 
-def local_file_count(folder: Path) -> int:
-    """Non-hidden regular files directly in ``folder`` (0 if it does not exist)."""
+LOCAL_COUNT_CAP = 100_000
+"""Counting the files of a local data set stops here (an extracted Places365 holds 1.8 million)."""
+
+
+def local_file_count(folder: Path, cap: int = LOCAL_COUNT_CAP) -> int:
+    """Non-hidden regular files in ``folder`` and its sub-folders, counted up to ``cap`` (0 if it
+    does not exist): image pools such as Places365 keep their images in one folder per class."""
     if not folder.is_dir():
         return 0
-    return sum(1 for p in folder.iterdir() if not p.name.startswith(".") and p.is_file())
+    count = 0
+    for path in folder.rglob("*"):
+        if not path.name.startswith(".") and path.is_file():
+            count += 1
+            if count >= cap:
+                break
+    return count
 
 
 def require(name: str, data_dir: PathArg = None, files: Iterable[str] | None = None) -> Path:
@@ -93,8 +104,8 @@ def require(name: str, data_dir: PathArg = None, files: Iterable[str] | None = N
         if absent or (not wanted and local_file_count(folder) == 0):
             what = f"is missing {_first_few(absent)}" if absent else "not found"
             raise UserError(
-                f"data set {name!r} {what} in {folder}: it has no public download, put your own "
-                f"images there (e.g. a Places365 folder) or set {ENV_VAR} / --data-dir"
+                f"data set {name!r} {what} in {folder}: it has no checksummed download; "
+                f"{dataset.source}, or set {ENV_VAR} / --data-dir"
             )
         return folder
     if wanted is None:
@@ -211,9 +222,8 @@ def fetch(
     root = resolve_data_dir(data_dir)
     if dataset.local_only:
         raise UserError(
-            f"data set {name!r} has no public download: provide it yourself by putting images in "
-            f"{root / dataset.folder} (e.g. a Places365 folder), or point {ENV_VAR} / --data-dir "
-            "at a data directory that has it"
+            f"data set {name!r} has no checksummed download: provide it in {root / dataset.folder} "
+            f"({dataset.source}), or point {ENV_VAR} / --data-dir at a data directory that has it"
         )
     base = _mirror_base(mirror) if mirror is not None else None
     results = []

@@ -60,6 +60,17 @@ def load_background_images(folder: Path, size: int, max_images: int = DEFAULT_MA
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
+def describe_pool(folder: str | Path | None) -> str:
+    """How tables name an adapter's augmentation pool: ``procedural``, the folder's name, and for
+    the data directory's stand-in cut from the ``video_hard`` footage, a warning that it is optimistic."""
+    if folder in (None, "", "procedural"):
+        return "procedural"
+    name = Path(folder).name
+    if name == "backgrounds":
+        return "backgrounds (stand-in cut from video_hard clips 0-29: optimistic on video_hard)"
+    return name
+
+
 def procedural_backgrounds(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` natural-looking images, uint8 (count, 3, size, size), on ``generator``'s device.
 
