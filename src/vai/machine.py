@@ -19,6 +19,25 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def checkout_commit() -> str:
+    """The git commit of the checkout vai runs from, with ``+`` when tracked files differ from it;
+    ``unknown`` outside a git checkout. Benchmarks record it beside their figures."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=here, timeout=30).stdout
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+" if dirty else "")) if head else "unknown"
+
+
 MMAP_THRESHOLD = 32 * 2**20
 """Blocks at least this large are mapped from the kernel (glibc's largest allowed threshold)."""
 TRIM_THRESHOLD = 256 * 2**20
