@@ -92,6 +92,10 @@ def choose_keypoints(
         rows.append(row)
         if log is not None:
             log(row)
+    return KeypointChoice(best_agreement(rows), rows)
+
+
+def best_agreement(rows: Sequence[KeypointRow]) -> int:
+    """The k of the highest agreement; among agreements within :data:`TIE` of it, the smallest k."""
     best = max(row.agreement for row in rows)
-    chosen = min(row.k for row in rows if row.agreement >= best - TIE)
-    return KeypointChoice(chosen, rows)
+    return min(row.k for row in rows if row.agreement >= best - TIE)
