@@ -22,7 +22,7 @@
 #
 # Set-up (../shared/tools/README.md): carry .whl (../shared/tools/device-wheels.sh, metaworld's wheel
 # removed: the DMC tasks do not import it, and it does not fit), .gl (the EGL loader packages) and
-# .devdata (a copy of ../shared/data without drawerworld). The script installs them only where the
+# .devdata (a copy of ../shared/data without drawerworld and backgrounds/). The script installs them only where the
 # MuJoCo stack is missing and an NVIDIA driver is present.
 set -uo pipefail
 
@@ -102,8 +102,12 @@ vision=(--preset $preset --run "$run" --device $device)
 [ ${#vision_set[@]} -gt 0 ] && vision+=(--set "${vision_set[@]}")
 [ -f "$run/frames.npz" ] || vai collect $task --preset $preset --run "$run" "${collect[@]}" || exit 1
 [ -f "$run/counterfactual.npz" ] || timeout "$(within 20)" "$py" -m vai.cli keypoints $task "${vision[@]}" || exit 1
+# The adapter's pool as vai run picks it: Places365, else the photos; never the stand-in cut from video_hard.
 backgrounds=()
-[ -n "${VAI_DATA_DIR:-}" ] && [ -d "$VAI_DATA_DIR/backgrounds" ] && backgrounds=(--backgrounds "$VAI_DATA_DIR/backgrounds")
+for pool in places365 photos; do
+    [ ${#backgrounds[@]} -eq 0 ] && [ -n "${VAI_DATA_DIR:-}" ] && [ -n "$(ls -A "$VAI_DATA_DIR/$pool" 2>/dev/null)" ] \
+        && backgrounds=(--backgrounds "$VAI_DATA_DIR/$pool")
+done
 [ -f "$run/adapter.safetensors" ] || timeout "$(within 20)" "$py" -m vai.cli adapter $task "${vision[@]}" "${backgrounds[@]}" || exit 1
 [ -f "$run/masks_eval.json" ] || timeout "$(within 20)" "$py" -m vai.cli masks eval $task "${vision[@]}" \
     "${mask_eval[@]}" > "$logs/masks.log" 2>&1
