@@ -41,13 +41,41 @@ TINY = RLPreset(
 )
 
 
-def make_agent(algorithm: str = "sac", preset: RLPreset = TINY, seed: int = 0) -> SACAgent:
-    with torch.random.fork_rng(devices=[]):  # the same adapter in every test, whatever ran before
-        torch.manual_seed(seed)
-        adapter = AttentionAdapter(channels=4) if algorithm == "vai" else None
+def make_agent(
+    algorithm: str = "sac", preset: RLPreset = TINY, seed: int = 0, adapter: AttentionAdapter | None = None
+) -> SACAgent:
+    if algorithm == "vai" and adapter is None:
+        with torch.random.fork_rng(devices=[]):  # the same adapter in every test, whatever ran before
+            torch.manual_seed(seed)
+            adapter = AttentionAdapter(channels=4)
     return SACAgent(
         algorithm, (9, 100, 100), 2, preset, (preset.num_layers, preset.num_shared_layers), adapter, seed=seed
     )
+
+
+def calibrated_adapter(seed: int = 0) -> AttentionAdapter:
+    """A real adapter whose masks vary from pixel to pixel and from crop to crop: random weights,
+    batch-norm statistics measured on random frames (a new adapter's 0 and 1 make its clamped masks
+    all but constant). About a fifth of its mask is 0, a tenth 1, the rest in between."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        adapter = AttentionAdapter(channels=4)
+        frames = torch.rand(8, 3, 84, 84)
+    for module in adapter.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # the plain mean over what it sees
+            module.reset_running_stats()
+    with torch.no_grad():
+        adapter.train()(frames)
+    return adapter.eval()
+
+
+def adapted_by_hand(adapter: AttentionAdapter, crop: torch.Tensor, downsample: int = 1) -> torch.Tensor:
+    """One raw uint8 crop (3F, S, S) as VAI's encoder adapts it: each frame times its clamped mask."""
+    frames = crop.float().reshape(-1, 3, *crop.shape[-2:]) / 255
+    with torch.no_grad():
+        masked = (frames * adapter(frames)).reshape(crop.shape)
+    return torch.nn.functional.avg_pool2d(masked, downsample) if downsample > 1 else masked
 
 
 def filled_buffer(steps: int = 40, seed: int = 0) -> ReplayBuffer:
@@ -231,7 +259,7 @@ def test_sac_learns_a_trivial_pixel_problem_in_seconds(tmp_path):
 def test_vai_view_is_the_adapted_centre_crop_and_replay_stores_adapted_frames():
     from vai.vision.adapter import AdaptedObservation
 
-    agent = make_agent("vai")
+    agent = make_agent("vai", replace(TINY, adapter_per_crop=False), adapter=calibrated_adapter())
     raw = torch.randint(0, 256, (2, 9, 100, 100), dtype=torch.uint8)
     expected = AdaptedObservation(agent.observe.adapter)(raw)
     assert torch.allclose(agent.observe.eval_view(raw), expected, atol=1 / 255 + 1e-6)
@@ -259,11 +287,15 @@ def test_downsampled_views_feed_a_smaller_encoder():
     assert all(torch.isfinite(value) for value in metrics.values())
 
 
+@pytest.mark.parametrize("per_crop", [True, False])
 @pytest.mark.parametrize("downsample", [1, 2])
-def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
-    # The training loop acts on the stack of frames it stored (adapted once); evaluation acts on the
-    # raw observation. Both must give the policy the same input.
-    agent = make_agent("vai", replace(TINY, downsample=downsample))
+def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample, per_crop):
+    # The training loop acts on the stack of frames it stored (adapted once, or raw per crop);
+    # evaluation acts on the raw observation. Both give the policy the adapted centre crop.
+    from vai.vision.adapter import AdaptedObservation
+
+    preset = replace(TINY, downsample=downsample, adapter_per_crop=per_crop)
+    agent = make_agent("vai", preset, adapter=calibrated_adapter())
     raw = np.random.default_rng(1).integers(0, 256, (9, 100, 100), dtype=np.uint8)
     frames = [agent.observe.store(raw[i : i + 3]) for i in (0, 3, 6)]
     # The adapter runs on one frame at a time in the loop and on the stack in evaluation; its float
@@ -271,7 +303,15 @@ def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample):
     stacked = agent.observe.store_stacks(torch.as_tensor(raw)[None])[0].numpy().astype(int)
     difference = np.abs(np.concatenate(frames).astype(int) - stacked)
     assert difference.max() <= 1 and np.mean(difference > 0) < 1e-3
+    passes = record_conv_passes(agent)
     assert np.allclose(agent.act_stored(frames), agent.act(raw), atol=1e-3)
+    with torch.no_grad():
+        expected = AdaptedObservation(agent.observe.adapter)(torch.as_tensor(raw)[None])
+    if downsample > 1:
+        expected = torch.nn.functional.avg_pool2d(expected, downsample)
+    # Per crop nothing is rounded; the stored form keeps uint8 frames (within one level).
+    tolerance = 1e-5 if per_crop else 1 / 255 + 1e-6
+    assert len(passes) == 2 and all(torch.allclose(images, expected, atol=tolerance) for images, _ in passes)
 
 
 @pytest.mark.parametrize("updates_per_step", [1, 3])
@@ -311,7 +351,7 @@ class CrashingBrightSide(BrightSide):
 
 
 def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None, algorithm="sac"):
-    agent = agent or make_agent(algorithm, preset=preset, seed=3)
+    agent = agent or make_agent(algorithm, preset, 3, calibrated_adapter(3) if algorithm == "vai" else None)
     buffer = buffer or ReplayBuffer(100, (3, 100, 100), 2, seed=3)
     with RunLogger(directory, tensorboard=False, resume_step=state.step if state else None) as logger:
         trainer = Trainer(
@@ -333,18 +373,26 @@ def test_a_seed_reproduces_training_exactly(tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
-@pytest.mark.parametrize("algorithm", ["sac", "vai"])
-def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, algorithm):
+@pytest.mark.parametrize(("algorithm", "per_crop"), [("sac", True), ("vai", True), ("vai", False)])
+def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, algorithm, per_crop):
     # Checkpoints hold every random state and the replay is rebuilt from the recorded episodes; vai
-    # also augments when it acts, the first thing a resumed run does.
-    preset = replace(TINY, aux_tasks="inverse", train_steps=40, init_steps=10, checkpoint_every=15)
+    # also augments when it acts, the first thing a resumed run does. The checkpoint's preset keeps
+    # the adapter's placement: per crop, the recorded frames are raw and stay so.
+    preset = replace(
+        TINY, aux_tasks="inverse", train_steps=40, init_steps=10, checkpoint_every=15, adapter_per_crop=per_crop
+    )
     whole = train_tiny(tmp_path / "whole", preset, algorithm=algorithm)
     run = tmp_path / "crashed"
     with pytest.raises(Crash):  # after the checkpoint at step 15 (end of episode 3), mid-episode 6
         train_tiny(run, preset, env=CrashingBrightSide(crash_at=28), algorithm=algorithm)
     agent, payload = load_agent(run / "checkpoints" / "last.pt", with_optimizers=True)
     state = LoopState(**payload["loop"])
-    assert state.step == 15
+    assert state.step == 15 and agent.preset.adapter_per_crop == per_crop
+    left = np.zeros((3, 100, 100), np.uint8)
+    left[:, :, :50] = 255
+    with np.load(run / "replay" / "episode_000000.npz") as episode:  # BrightSide's own frames?
+        raw = all(np.array_equal(frame, left) or np.array_equal(frame, 255 - left) for frame in episode["frames"])
+    assert raw == (per_crop or algorithm == "sac")
     buffer = ReplayBuffer(100, (3, 100, 100), 2, seed=3)
     refill(buffer, run / "replay", state.episode)
     resumed = train_tiny(run, preset, agent=agent, state=state, buffer=buffer)
@@ -489,7 +537,8 @@ def test_a_vai_agent_augments_when_acting_in_training_and_not_once_loaded(tmp_pa
     from vai.envs import make_env
     from vai.rl.evaluate import evaluate, training_evaluator
 
-    preset = replace(TINY, aux_tasks="inverse", train_steps=12, init_steps=6, eval_episodes=1)
+    # The stored form puts clean views on the k / 255 grid, which tells augmented passes apart.
+    preset = replace(TINY, aux_tasks="inverse", train_steps=12, init_steps=6, eval_episodes=1, adapter_per_crop=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         adapter = AttentionAdapter(channels=4)
@@ -548,3 +597,59 @@ def test_checkpoints_of_the_frame_counting_version_are_refused_in_one_line(tmp_p
     with pytest.raises(UserError, match="version 1 agent checkpoint.*frames.*PAD heads.*another --out") as error:
         load_agent(tmp_path / "old.pt")
     assert "\n" not in str(error.value)
+
+
+# -- Where the adapter runs (adapter_per_crop) --------------------------------------------------------
+def test_paper_runs_the_adapter_on_each_crop_as_vai_and_quick_on_stored_frames(tmp_path):
+    assert get_rl_preset("paper").adapter_per_crop and RLPreset("any").adapter_per_crop
+    assert not get_rl_preset("quick").adapter_per_crop
+    # A checkpoint from before the setting existed stored adapted frames: it loads in that form.
+    path = save_checkpoint(make_agent("vai"), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
+    payload = torch.load(path, weights_only=True)
+    del payload["preset"]["adapter_per_crop"]
+    torch.save(payload, tmp_path / "older.pt")
+    assert not load_agent(tmp_path / "older.pt")[0].preset.adapter_per_crop
+    assert load_agent(path)[0].preset.adapter_per_crop
+
+
+@pytest.mark.parametrize("downsample", [1, 2])
+def test_per_crop_training_views_adapt_each_random_crop_as_vais_encoder(downsample):
+    agent = make_agent("vai", replace(TINY, downsample=downsample), adapter=calibrated_adapter())
+    assert agent.preset.adapter_per_crop  # VAI's placement is the default
+    raw = torch.randint(0, 256, (16, 9, 100, 100), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    # Replay keeps the raw frames, at full size whatever the downsampling (the adapter needs them).
+    assert agent.observe.stored_shape((3, 100, 100)) == (3, 100, 100)
+    assert np.array_equal(agent.observe.store(raw[0].numpy()), raw[0, 6:9].numpy())
+    assert torch.equal(agent.observe.store_stacks(raw), raw)
+    view = agent.observe.train_view(raw, torch.Generator().manual_seed(2))
+    draws = torch.Generator().manual_seed(2)  # the crop's corners, as random_crop draws them
+    top, left = (torch.randint(0, 16, (16,), generator=draws) for _ in range(2))
+    # Crops reaching the rim the centre crop never covers, and crops off the adapter's stride grid.
+    assert bool(((top < 8) | (left < 8)).any() and ((top % 2 == 1) | (left % 2 == 1)).any())
+    side = 84 // downsample
+    assert view.shape == (16, 9, side, side)
+    adapter = agent.observe.adapter
+    for index in range(16):
+        crop = raw[index, :, top[index] : top[index] + 84, left[index] : left[index] + 84]
+        expected = adapted_by_hand(adapter, crop, downsample)
+        assert torch.allclose(view[index], expected, atol=1e-5), (int(top[index]), int(left[index]))
+    # The stored form's view of the same crops: its rim is edge-replicated, its mask the centre crop's.
+    stored_form = make_agent("vai", replace(TINY, downsample=downsample, adapter_per_crop=False), adapter=adapter)
+    stored = stored_form.observe.store_stacks(raw)
+    assert (stored_form.observe.train_view(stored, torch.Generator().manual_seed(2)) - view).abs().mean() > 0.05
+
+
+def test_pad_test_time_adaptation_adapts_each_random_crop_in_per_crop_mode():
+    agent = make_agent("vai", adapter=calibrated_adapter())
+    raw = torch.randint(0, 256, (2, 9, 100, 100), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    passes = record_conv_passes(agent)
+    draws = torch.Generator()
+    draws.set_state(agent.generator.get_state())
+    copies = agent.preset.tta_batch
+    top, left = (torch.randint(0, 16, (copies,), generator=draws) for _ in range(2))
+    metrics = agent.adapt(raw[0].numpy(), np.zeros(2, np.float32), raw[1].numpy())
+    assert all(torch.isfinite(value) for value in metrics.values())
+    expected = torch.stack(
+        [adapted_by_hand(agent.observe.adapter, raw[0, :, t : t + 84, c : c + 84]) for t, c in zip(top, left)]
+    )
+    assert torch.allclose(passes[0][0], expected, atol=1e-5)  # the inverse head's pass on obs

@@ -425,6 +425,16 @@ class RLPreset:
     acting (VAI: 84)."""
     downsample: int = 1
     """Average-pool the crops by this factor before the encoder (1: none, PAD / VAI; 2 on a CPU)."""
+    adapter_per_crop: bool = True
+    """Where the frozen adapter runs (vai only). On (VAI: its ``PixelEncoder.forward_conv`` runs
+    ``AdaptObservation`` on the crop it is given, ``encoder.py``): replay keeps raw frames; in training
+    the adapter runs on every frame of each sampled stack's random crop (so the crop's rim and its
+    offset on the grid of the adapter's strided layers are the crop's own), its mask, clamped to
+    [0, 1], times the crop, then pooled by ``downsample``; acting adapts the centre crop. Off (our
+    stored form): the adapter runs once per frame when it is stored, on the centre crop, the 8-px rim
+    taking the mask's nearest edge value, and replay keeps mask x frame (pooled), so training crops
+    are cut from adapted frames: one adapter pass per environment step instead of one per sampled
+    frame (on the quick preset's CPU, 0.2 s per update against 3.2 s)."""
     num_filters: int = 32
     """Filters of every conv layer (VAI: 32)."""
     feature_dim: int = 100
@@ -510,6 +520,7 @@ RL_PRESETS: dict[str, RLPreset] = {
         init_steps=500,
         batch_size=64,
         downsample=2,
+        adapter_per_crop=False,
         num_filters=16,
         feature_dim=50,
         hidden_dim=256,

@@ -83,7 +83,8 @@ def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu", with
 
     payload = read_checkpoint(path)
     try:
-        preset = RLPreset(**payload["preset"])
+        # A checkpoint from before ``adapter_per_crop`` existed stored adapted frames (the stored form).
+        preset = RLPreset(**{"adapter_per_crop": False, **payload["preset"]})
         adapter = AttentionAdapter(**payload["adapter_config"]) if payload["adapter_config"] else None
         agent = SACAgent(
             payload["algorithm"],

@@ -205,8 +205,8 @@ def _evaluate_seed(
                 f"played {info.get('video')}"
             )
         done, total = False, 0.0
-        # The same pixels as actor.act(obs), each frame adapted once (the adapter is frozen,
-        # test-time adaptation included).
+        # The same pixels as actor.act(obs); in the stored form each frame is adapted once (the
+        # adapter is frozen, test-time adaptation included).
         stack = StoredStack(actor.observe, obs)
         while not done:
             action = actor.act_stored(stack.frames)

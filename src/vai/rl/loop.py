@@ -4,9 +4,10 @@ The loop receives its environment, agent, replay buffer and logger from outside 
 builds them), so each can be replaced and tested alone. Hot path: one ``act`` and
 ``updates_per_step`` updates per agent step, the environment's step running meanwhile on its own
 thread when it is an ``EnvThread``, and no device-to-host copy besides the action; the
-policy acts on the stack of stored frames the loop keeps (for ``vai`` already adapted, so the
-adapter runs once per environment step); update metrics stay on the device and are averaged once per
-episode. Episodes, evaluations and checkpoints happen between episodes.
+policy acts on the stack of stored frames the loop keeps (for ``vai`` without ``adapter_per_crop``
+already adapted, so the adapter runs once per environment step; with it raw, the adapter masking the
+stack's centre crop when acting and each sampled crop when updating); update metrics stay on the
+device and are averaged once per episode. Episodes, evaluations and checkpoints happen between episodes.
 
 Every count is in agent steps (``preset.train_steps``, ``eval_every``, ``checkpoint_every``); the
 logs also give ``frames`` = steps x action repeat for plots. As VAI's ``train.py``: random actions
@@ -108,7 +109,7 @@ class Trainer:
             self._evaluate(state)  # the untrained policy: the curve's starting point
         while state.step < self.total_steps:
             obs, _ = self.env.reset(seed=episode_seed(self.seed, state.episode))
-            stack = StoredStack(self.agent.observe, obs)  # frames as replay keeps them (adapted for vai)
+            stack = StoredStack(self.agent.observe, obs)  # frames as replay keeps them
             self.buffer.start_episode(stack.newest)
             recorder.start(stack.newest)
             episode_return, length, started = 0.0, 0, time.perf_counter()

@@ -1,21 +1,31 @@
 """What the agent's encoder sees: crop, the frozen adapter (VAI), and each algorithm's augmentation.
 
-The replay buffer stores one frame per step in the form the agent learns from (the *stored form*).
-For ``vai`` that is the *adapted* frame: the frozen adapter runs once per frame, when the frame is
-stored, on the centre crop the policy sees at test time (mask x frame there; the 8-pixel rim that
-only training's random crops reach takes the mask's nearest edge value, as :func:`place_masks`
-extends it). With ``downsample`` d > 1 (CPU presets) the stored frame is then average-pooled to
-1/d of its side, so sampling, cropping, augmentation and the encoder all work on d² times fewer
-pixels and nothing is pooled per update. The adapter thus costs one small forward pass per
-environment step instead of six per sampled transition, and training, acting and evaluation see
-the same pixels.
+The replay buffer stores one frame per step in its *stored form*. Where the frozen adapter runs
+(``vai`` only) is the preset's ``adapter_per_crop``:
 
-Training view (stacks sampled from replay): random crop (100 -> 84, or 50 -> 42 at d = 2; RAD /
-PAD), one per sampled stack; ``drq`` instead shifts the centre crop by up to 4 / d pixels (DrQ).
-``svea``'s random convolution is applied by the agent to a second copy of the batch. Policy view
-(stacks in stored form): the centre crop, nothing random. Evaluation view (raw environment
-observations): stored form, then the policy view. Views are float (B, 3F, S / d, S / d) in [0, 1]
-on the input's device.
+- On (VAI, ``paper``): the stored form is the raw frame. The adapter runs on each view the encoder
+  gets, as VAI's encoder runs it inside its forward pass: in training on every frame of each sampled
+  stack's random crop (mask x crop, the mask clamped to [0, 1]; the crop's rim and its offset on the
+  grid of the adapter's strided layers are the crop's own), when acting on the centre crop; with
+  ``downsample`` d > 1 the adapted view is then average-pooled to 1/d of its side. The adapter is
+  frozen and deterministic, so one pass per sampled view gives what VAI's repeated passes on the
+  same crop give.
+- Off (``quick``): the stored form is the *adapted* frame. The adapter runs once per frame, when the
+  frame is stored, on the centre crop the policy sees at test time (mask x frame there; the 8-pixel
+  rim that only training's random crops reach takes the mask's nearest edge value, as
+  :func:`place_masks` extends it); training crops are cut from the stored adapted frames. One small
+  forward pass per environment step instead of one per sampled frame.
+
+Without the adapter, or with it off, a ``downsample`` d > 1 (CPU presets) average-pools the stored
+frame to 1/d of its side, so sampling, cropping, augmentation and the encoder all work on d² times
+fewer pixels and nothing is pooled per update.
+
+Training view (stacks sampled from replay): random crop (100 -> 84, or 50 -> 42 at d = 2 from pooled
+stored frames; RAD / PAD), one per sampled stack; ``drq`` instead shifts the centre crop by up to
+4 / d pixels (DrQ). ``svea``'s random convolution is applied by the agent to a second copy of the
+batch. Policy view (stacks in stored form): the centre crop, nothing random. Evaluation view (raw
+environment observations): stored form, then the policy view. Views are float (B, 3F, S / d, S / d)
+in [0, 1] on the input's device.
 
 Encoder input (:meth:`ObservationPipeline.augment`): for ``vai``, VAI's adapt_aug (small boxes,
 Gaussian noise) drawn afresh on every pass through an encoder, as VAI runs it inside its encoder's
@@ -53,6 +63,8 @@ class ObservationPipeline(nn.Module):
         if preset.downsample < 1 or preset.image_size % preset.downsample:
             raise ValueError(f"downsample {preset.downsample} does not divide image_size {preset.image_size}")
         self.algorithm, self.size, self.downsample = algorithm, preset.image_size, preset.downsample
+        self.per_crop = adapter is not None and preset.adapter_per_crop
+        """The adapter runs on each view (replay keeps raw frames), not once per stored frame."""
         self.crop = preset.image_size // preset.downsample
         self.batch_size = preset.batch_size
         """Side of the views the encoder sees."""
@@ -69,13 +81,16 @@ class ObservationPipeline(nn.Module):
 
     def stored_shape(self, frame_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """Shape of a stored frame for environment frames of ``frame_shape`` (3, H, W)."""
+        if self.per_crop:
+            return tuple(frame_shape)
         channels, height, width = frame_shape
         return channels, height // self.downsample, width // self.downsample
 
     @torch.no_grad()
     def store_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (N, 3, H, W) -> the stored form, uint8: masked for ``vai``, pooled by d."""
-        if self.adapter is None and self.downsample == 1:
+        """uint8 frames (N, 3, H, W) -> the stored form, uint8: raw with ``adapter_per_crop``, else
+        masked for ``vai`` and pooled by d."""
+        if self.per_crop or (self.adapter is None and self.downsample == 1):
             return frames
         images = frames.float() / 255
         if self.adapter is not None:
@@ -97,7 +112,10 @@ class ObservationPipeline(nn.Module):
         return frames.reshape(batch, channels, *frames.shape[-2:])
 
     def train_view(self, stored: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Stacks from replay (stored form) -> randomly cropped (``drq``: shifted) float views."""
+        """Stacks from replay (stored form) -> randomly cropped (``drq``: shifted) float views; with
+        ``adapter_per_crop`` each crop is adapted (and pooled) after it is cut."""
+        if self.per_crop:
+            return self.adapt_crops(random_crop(stored, self.size, generator))
         if self.algorithm == "drq":
             centre = center_crop(stored, self.crop).float() / 255
             return random_shift(centre, max(1, DRQ_PAD // self.downsample), generator)
@@ -133,8 +151,22 @@ class ObservationPipeline(nn.Module):
         return self._noise_bank
 
     def policy_view(self, stored: torch.Tensor) -> torch.Tensor:
-        """Stacks in stored form -> the centre crops the policy sees."""
+        """Stacks in stored form -> the centre crops the policy sees (adapted here with
+        ``adapter_per_crop``)."""
+        if self.per_crop:
+            return self.adapt_crops(center_crop(stored, self.size))
         return center_crop(stored, self.crop).float() / 255
+
+    @torch.no_grad()
+    def adapt_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """Raw uint8 crops (B, 3F, S, S) -> mask x crop, every frame through the frozen adapter at
+        once (frames fold into the batch), average-pooled by d: float (B, 3F, S / d, S / d)."""
+        images = crops.float() / 255
+        batch, channels, height, width = images.shape
+        masks = self.adapter.masks_for_stack(images)  # (B, F, S, S), clamped to [0, 1]
+        frames = images.view(batch, channels // 3, 3, height, width) * masks[:, :, None]
+        view = frames.view(batch, channels, height, width)
+        return F.avg_pool2d(view, self.downsample) if self.downsample > 1 else view
 
     @torch.no_grad()
     def eval_view(self, observations: torch.Tensor) -> torch.Tensor:
@@ -146,9 +178,10 @@ class ObservationPipeline(nn.Module):
 
 
 class StoredStack:
-    """The policy's current stack kept as stored frames (oldest first), so that acting on it needs
-    no second pass of the adapter: each environment frame is stored once. At reset the first frame
-    fills the stack, as the environment fills its own."""
+    """The policy's current stack kept as stored frames (oldest first): each environment frame is
+    stored once, so in the stored form (``adapter_per_crop`` off) acting on it needs no second pass
+    of the adapter; with ``adapter_per_crop`` the frames are raw and acting adapts the stack's centre
+    crop. At reset the first frame fills the stack, as the environment fills its own."""
 
     def __init__(self, pipeline: ObservationPipeline, observation: np.ndarray):
         self.pipeline = pipeline

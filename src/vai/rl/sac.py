@@ -14,12 +14,14 @@ target critic moves by ``critic_tau`` (Q heads) and ``encoder_tau`` (encoder); e
 ``svea`` evaluates the critic on the clean batch and on a randomly convolved copy, both against the
 clean target (Hansen et al. 2021, Eq. 6).
 
-Each update crops its batch once; for ``vai`` every encoder pass then draws its own adapt_aug of
-the crops, as VAI augments inside its encoder's forward: the target's actor and critic, the
-critic, the actor's step (which encodes the batch again after the critic's optimiser step, unless
-``actor_reuses_critic_trunk``) and each of the heads' passes. While :attr:`SACAgent.augmenting`
-(set by the training loop when ``adapt_aug_when_acting``) acting augments too; a loaded agent acts
-on clean views, as VAI's ``eval.py``.
+Each update crops its batch once (for ``vai`` with ``adapter_per_crop``, VAI's placement, the frozen
+adapter then masks each crop once: it is deterministic, so VAI's pass per encoder call gives the same
+mask); for ``vai`` every encoder pass then draws its own adapt_aug of the crops, as VAI augments
+inside its encoder's forward: the target's actor and critic, the critic, the actor's step (which
+encodes the batch again after the critic's optimiser step, unless ``actor_reuses_critic_trunk``) and
+each of the heads' passes. While :attr:`SACAgent.augmenting` (set by the training loop when
+``adapt_aug_when_acting``) acting augments too; a loaded agent acts on clean views, as VAI's
+``eval.py``.
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ class SACAgent(nn.Module):
         self, frames: Sequence[np.ndarray], sample: bool = False, generator: torch.Generator | None = None
     ) -> np.ndarray:
         """The same for a stack given as its frames in stored form (:meth:`ObservationPipeline.store`),
-        oldest first (:class:`StoredStack` keeps them), so acting needs no second adapter pass."""
+        oldest first (:class:`StoredStack` keeps them): adapted frames need no second adapter pass;
+        raw ones (``adapter_per_crop``) have their centre crop adapted here, as :meth:`act` does."""
         stack = np.concatenate(frames)
         batch = torch.as_tensor(stack, device=self.device).unsqueeze(0)
         return self._act(self.observe.policy_view(batch), sample, generator, stack)
