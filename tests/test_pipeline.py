@@ -80,6 +80,12 @@ def test_results_compare_vai_with_the_baseline_in_the_chosen_modes(run_dir):
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["returns"]) == {"vai", "sac"}
     assert set(results["returns"]["vai"][TASK]) == {"train", "video_hard"}
+    # The vai agent's tables name the pool its adapter trained on (the photos by default, never the
+    # stand-in cut from video_hard); the sac baseline has no adapter.
+    pool = results["adapter_backgrounds"]["vai"]
+    assert pool in ("photos", "places365", "procedural") and "sac" not in results["adapter_backgrounds"]
+    assert f"vai (adapter backgrounds: {pool}): episode return" in (run_dir / "results.md").read_text()
+    assert f"adapter backgrounds: {pool}." in (run_dir / "report.md").read_text()
 
 
 def test_pictures_and_video_decode(run_dir):

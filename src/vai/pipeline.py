@@ -269,11 +269,12 @@ def _finish(task, run: Path, agents: dict[str, Path], config, seconds, data_dir,
 def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
     from vai.atomic import write_text_atomic
     from vai.report import EPISODES_COMPARED
+    from vai.vision.backgrounds import describe_pool
 
     lines = [f"# vai run: {task}", ""]
     lines.append(
         f"Preset `{config['preset']}`, seed {config['seed']}, device `{config['device']}`, "
-        f"{config['keypoints']} keypoints, adapter backgrounds: {config['backgrounds']}. "
+        f"{config['keypoints']} keypoints, adapter backgrounds: {describe_pool(config['backgrounds'])}. "
         "Every setting: [run.json](run.json)."
     )
     lines += ["", "Stage times (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]

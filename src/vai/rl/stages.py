@@ -229,6 +229,22 @@ def train_stage(
     }
 
 
+def adapter_pool(checkpoint: Path) -> str | None:
+    """The augmentation pool of the adapter a checkpoint's agent uses, as tables name it, from the
+    agent's config.json and the adapter's adapter.json; None for agents without an adapter or records."""
+    from vai.vision.backgrounds import describe_pool
+
+    try:
+        config = json.loads((Path(checkpoint).parent.parent / "config.json").read_text())
+        adapter = config.get("adapter")
+        if not adapter:
+            return None
+        record = json.loads((Path(adapter).parent / "adapter.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return describe_pool(record.get("backgrounds"))
+
+
 def eval_stage(
     checkpoints: list[Path],
     modes: list[str] | None,
@@ -264,11 +280,15 @@ def eval_stage(
     videos: dict[str, dict[str, list[str]]] = {}
     row_seeds: dict[str, dict[str, dict[str, list[int]]]] = {}  # the evaluation seed of every row
     not_evaluated: dict[str, dict[str, dict[str, Any]]] = {}
+    pools: dict[str, str] = {}
     for _path, agent, payload in loaded:
         task = payload["task"]
         chosen = modes or default_eval_modes(task)
         results = evaluate(agent, task, chosen, seeds, episodes, data_dir, test_time_adaptation, cache)
         group = payload["algorithm"] + (" + PAD" if test_time_adaptation else "")
+        pool = adapter_pool(_path)
+        if pool:  # every table of a vai agent names what its adapter trained on
+            pools[group] = pool
         for mode, result in results.items():
             if result.skipped:
                 not_evaluated.setdefault(task, {})[mode] = {"seeds": result.skipped, "reason": result.skip_reason}
@@ -279,12 +299,16 @@ def eval_stage(
             if result.success is not None:
                 _stack(success.setdefault(group, {}).setdefault(task, {}), mode, result.success.astype(float))
             videos.setdefault(task, {})[mode] = result.videos
+
+    def named(group: str) -> str:
+        return f"{group} (adapter backgrounds: {pools[group]})" if group in pools else group
+
     tables = [
-        markdown_table(per_task, f"{group}: episode return, mean ± std over seeds", seeds=row_seeds[group])
+        markdown_table(per_task, f"{named(group)}: episode return, mean ± std over seeds", seeds=row_seeds[group])
         for group, per_task in returns.items()
     ]
     tables += [
-        markdown_table(per_task, f"{group}: success rate", seeds=row_seeds[group])
+        markdown_table(per_task, f"{named(group)}: success rate", seeds=row_seeds[group])
         for group, per_task in success.items()
     ]
     reasons = dict.fromkeys(entry["reason"] for per_mode in not_evaluated.values() for entry in per_mode.values())
@@ -303,6 +327,7 @@ def eval_stage(
         "videos": videos,
         "evaluation_seeds": row_seeds,
         "not_evaluated": not_evaluated,
+        "adapter_backgrounds": pools,
     }
     write_json_atomic(record, out / "results.json")
     write_text_atomic("\n".join(tables), out / "results.md")
