@@ -66,8 +66,8 @@ class ObservationPipeline(nn.Module):
         self.per_crop = adapter is not None and preset.adapter_per_crop
         """The adapter runs on each view (replay keeps raw frames), not once per stored frame."""
         self.crop = preset.image_size // preset.downsample
-        self.batch_size = preset.batch_size
         """Side of the views the encoder sees."""
+        self.batch_size = preset.batch_size
         self.boxes, self.box_std, self.box_max = preset.adapt_boxes, preset.adapt_box_std, preset.adapt_box_max
         self.noise = preset.adapt_noise
         self.adapter = adapter.eval().requires_grad_(False) if adapter is not None else None
