@@ -159,20 +159,21 @@ def check_mode(task: DMCTask | DrawerTask, mode: str) -> str:
 KEYPOINTS: dict[str, int] = {
     "cartpole_swingup": 12,
     "cartpole_balance": 12,
-    "walker_walk": 16,
-    "walker_stand": 16,
+    "walker_walk": 12,
+    "walker_stand": 12,
     "ball_in_cup_catch": 12,
-    "finger_spin": 8,
-    "finger_turn_easy": 8,
-    "cheetah_run": 16,
-    "reacher_easy": 8,
+    "finger_spin": 24,
+    "finger_turn_easy": 24,
+    "cheetah_run": 24,
+    "reacher_easy": 24,
     "drawer_open": 24,
     "drawer_close": 24,
 }
-"""Transporter keypoints per task: the best of the counts ``benchmarks/keypoint_count.py`` compared on
-each task's training frames (README: cartpole_balance, walker_walk, reacher_easy, ball_in_cup_catch,
-finger_spin, cheetah_run, drawer_open), shared by the tasks of the same scene. Measured with the
-quick preset and one seed each; the ``paper`` preset may prefer other counts."""
+"""Transporter keypoints per task, chosen without labels: the count whose Transporter seeds agree best
+(:mod:`vai.vision.choose_k`; ``python benchmarks/keypoint_count.py TASK``, quick preset, records in
+``results/keypoints/``) for cartpole_balance, walker_walk, finger_spin and ball_in_cup_catch, shared
+by the tasks of the same scene. cheetah_run, reacher_easy and the drawer tasks keep VAI's default of
+24 until the rule has been measured on them."""
 
 
 @dataclass(frozen=True)
