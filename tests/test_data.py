@@ -105,13 +105,13 @@ def shared_http() -> Iterator[str]:
 
 
 def test_registry_names_and_rules() -> None:
-    names = ("colors", "video_easy", "video_hard", "drawerworld", "backgrounds")
+    names = ("colors", "video_easy", "video_hard", "drawerworld", "places365", "photos", "backgrounds")
     assert registry.dataset_names() == names
     video_hard = {f.path for f in registry.get_dataset("video_hard").files}
     assert video_hard == {f"video_hard/video{i}.mp4" for i in range(30, 60)}  # never 60-99
     video_easy = {f.path for f in registry.get_dataset("video_easy").files}
     assert video_easy == {f"video_easy/video{i}.mp4" for i in (0, 1, 2, 6, 8, 9)}
-    assert registry.get_dataset("backgrounds").local_only
+    assert all(registry.get_dataset(n).local_only for n in ("places365", "photos", "backgrounds"))
     for dataset in registry.DATASETS:
         for entry in dataset.files:
             assert entry.path.startswith(dataset.folder + "/")
@@ -153,7 +153,8 @@ def test_resolver_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 @needs_shared
 def test_verify_shared_data_is_whole() -> None:
-    for name in registry.dataset_names():
+    # The shared folder holds every data set except places365, which users provide themselves.
+    for name in [n for n in registry.dataset_names() if n != "places365"]:
         checks = store.verify(name, SHARED)
         assert checks and all(c.status is store.Status.OK for c in checks), (name, checks)
 
@@ -411,7 +412,7 @@ def test_cli_list_verify_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
     assert _cli(["data", "verify", "--data-dir", str(root)]) == 1  # all sets; videos are missing
     out = capsys.readouterr().out
-    assert "video_easy/video0.mp4: missing" in out and "backgrounds/: missing" in out
+    assert "video_easy/video0.mp4: missing" in out and "backgrounds: not provided" in out
 
     assert _cli(["data", "list", "--data-dir", str(root)]) == 0
     assert "drawerworld  2      present" in capsys.readouterr().out
@@ -426,4 +427,9 @@ def test_cli_list_verify_fetch(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_cli_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv(store.ENV_VAR, str(SHARED))
     assert _cli(["data", "verify"]) == 0
-    assert capsys.readouterr().out.splitlines() == [f"{n}: ok" for n in registry.dataset_names()]
+    expected = [f"{n}: ok" for n in registry.dataset_names()]
+    expected[expected.index("places365: ok")] = "places365: not provided (local only, optional)"
+    assert capsys.readouterr().out.splitlines() == expected
+    # Named, a local-only pool must be there.
+    assert _cli(["data", "verify", "places365"]) == 1
+    assert "places365: 1 of 1 bad" in capsys.readouterr().out
