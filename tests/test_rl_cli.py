@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 from test_cli import assert_user_error, run_vai
 
-from vai.rl.logger import read_events
-
 TASK = "cartpole_balance"  # 125 agent steps per episode (action repeat 8)
 TINY_AGENT = [
     "init_steps=20",
@@ -34,6 +32,15 @@ TINY = ["--preset", "quick", "--set", *TINY_AGENT]
 def rows(path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def tensorboard_steps(folder, tag: str) -> list[int]:
+    """The steps TensorBoard shows for ``tag`` from a folder of event files."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.SCALARS: 0})
+    accumulator.Reload()
+    return [event.step for event in accumulator.Scalars(tag)]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +62,7 @@ def trained(tmp_path_factory, data_dir):
         "--eval-mode",
         "train",
         "color_hard",
+        "--tensorboard",
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -87,8 +95,8 @@ def test_training_writes_config_logs_and_checkpoint(trained):
     assert [row["frames"] for row in train] == ["1000", "2000"]  # simulator frames, for plots: 8 per step
     assert train[1]["critic_loss"] and float(train[1]["critic_loss"]) >= 0
     assert [row["step"] for row in rows(out / "eval_color_hard.csv")] == ["0", "250"]  # untrained, then end
-    events = read_events(next((out / "tensorboard").iterdir()))
-    assert any(tag == "eval_train/return" for _, tag, _ in events)
+    assert tensorboard_steps(out / "tensorboard", "eval_train/return") == [0, 250]
+    assert tensorboard_steps(out / "tensorboard", "train/episode") == [125, 250]
     assert (out / "checkpoints" / "last.pt").is_file()
     assert not (out / "replay").exists()  # only kept while a resume may need it
 
@@ -136,6 +144,7 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
         "checkpoint_every=125",
         "--out",
         str(out),
+        "--tensorboard",
     ]
     env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
     process = subprocess.Popen([sys.executable, "-m", "vai.cli", *args], env=env, stderr=subprocess.PIPE, text=True)
@@ -156,6 +165,9 @@ def test_a_killed_run_resumes_where_its_checkpoint_left_off(tmp_path, data_dir):
     train = rows(out / "train.csv")
     assert [row["step"] for row in train] == ["125", "250", "375", "500"]
     assert [row["episode"] for row in train] == ["1", "2", "3", "4"]
+    # The resume (without --tensorboard) goes on writing TensorBoard files, and TensorBoard shows each step
+    # once: an episode the killed run logged after its checkpoint is hidden, as in train.csv.
+    assert tensorboard_steps(out / "tensorboard", "train/episode") == [125, 250, 375, 500]
     assert json.loads((out / "config.json").read_text())["preset"]["train_steps"] == 500
     assert_user_error(run_vai(*resume, "--set", "train_steps=625", env=env), "finished its 500 agent steps")
     done = run_vai("train", TASK, "--algo", "drq", *TINY, "--out", str(out))
@@ -194,5 +206,13 @@ def test_user_errors_name_the_fix(tmp_path, data_dir):
     assert_user_error(run_vai(*agent, "--set", "num_layers=40", env=env), "40 conv layers", "num_layers")
     assert_user_error(run_vai(*agent, "--set", "aux_tasks=inverse,colour", env=env), "colour", "rotation")
     assert not (tmp_path / "agent").exists()  # refused before anything was written
+    hidden = tmp_path / "no_tensorboard" / "tensorboard"  # a package that fails to import, as a missing one does
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('no tensorboard here')\n")
+    without = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(hidden.parent), os.environ.get("PYTHONPATH")]))}
+    assert_user_error(run_vai(*agent, "--tensorboard", env=without), "pip install vai[tensorboard]")
+    run = ("run", TASK, "--run", str(tmp_path / "run"), "--tensorboard")
+    assert_user_error(run_vai(*run, env=without), "pip install vai[tensorboard]")
+    assert not (tmp_path / "agent").exists() and not (tmp_path / "run").exists()
     (tmp_path / "bad.pt").write_text("no")
     assert_user_error(run_vai("eval", str(tmp_path / "bad.pt"), env=env), "unreadable")

@@ -1,16 +1,21 @@
-"""Run logs on real files: CSV round trips and resume, event files parsed back, and the progress line."""
+"""Run logs on real files: CSV round trips and resume, TensorBoard files read back by TensorBoard, the progress line."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
-import struct
-import time
+import sys
 
 import numpy as np
 import pytest
 
-from vai.rl.logger import Progress, RunLogger, crc32c, read_events, read_records
+from vai.errors import UserError
+from vai.rl.logger import Progress, RunLogger
+
+needs_tensorboard = pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None, reason="needs the test extra: pip install -e .[test]"
+)
 
 
 def read_csv(path):
@@ -20,6 +25,18 @@ def read_csv(path):
 
 def event_files(directory):
     return sorted((directory / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def scalars(path) -> dict[str, list[tuple[int, float]]]:
+    """What TensorBoard shows from an event file or a folder of them: (step, value) per tag."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.SCALARS: 0})
+    accumulator.Reload()
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()[event_accumulator.SCALARS]
+    }
 
 
 def test_csv_round_trip_keeps_full_precision_and_column_order(tmp_path):
@@ -37,11 +54,14 @@ def test_csv_round_trip_keeps_full_precision_and_column_order(tmp_path):
     assert read_csv(tmp_path / "eval.csv") == [["step", "return"], ["200", "812.5"]]
 
 
+@needs_tensorboard
 def test_rows_are_on_disk_before_close(tmp_path):
-    logger = RunLogger(tmp_path)
+    logger = RunLogger(tmp_path, tensorboard=True)
     logger.log("train", 1, {"loss": 0.5})
     assert read_csv(tmp_path / "train.csv") == [["step", "loss"], ["1", "0.5"]]
-    assert read_events(event_files(tmp_path)[0]) == [(1, "train/loss", 0.5)]
+    assert scalars(tmp_path / "tensorboard") == {"train/loss": [(1, 0.5)]}
+    logger.log("train", 2, {"loss": 0.25})
+    assert scalars(tmp_path / "tensorboard") == {"train/loss": [(1, 0.5), (2, 0.25)]}
     logger.close()
 
 
@@ -58,13 +78,14 @@ def test_a_new_key_widens_the_table(tmp_path):
     ]
 
 
+@needs_tensorboard
 def test_resume_drops_later_rows_and_appends(tmp_path):
-    with RunLogger(tmp_path) as logger:
+    with RunLogger(tmp_path, tensorboard=True) as logger:
         for step in (10, 20, 30, 40):
             logger.log("train", step, {"loss": step / 10, "alpha": 0.1})
         logger.log("eval", 20, {"return": 5.0})
         logger.log("eval", 40, {"return": 7.0})
-    with RunLogger(tmp_path, resume_step=20) as logger:
+    with RunLogger(tmp_path, tensorboard=True, resume_step=20) as logger:
         # Dropped at once, before anything is logged: a report read now matches the checkpoint.
         assert read_csv(tmp_path / "eval.csv") == [["step", "return"], ["20", "5.0"]]
         logger.log("train", 30, {"alpha": 0.2})
@@ -74,9 +95,14 @@ def test_resume_drops_later_rows_and_appends(tmp_path):
         ["20", "2.0", "0.1"],
         ["30", "", "0.2"],
     ]
-    first, second = event_files(tmp_path)  # the resumed run starts a file of its own
-    assert [step for step, _, _ in read_events(first)] == [10, 10, 20, 20, 30, 30, 40, 40, 20, 40]
-    assert read_events(second) == [(30, "train/alpha", float(np.float32(0.2)))]
+    first, second = event_files(tmp_path)  # the resumed run starts a file of its own; the first is kept whole
+    assert [step for step, _ in scalars(first)["train/loss"]] == [10, 20, 30, 40]
+    # TensorBoard hides what the resumed run dropped, steps 30 and 40, and shows the resumed run's step 30.
+    assert scalars(tmp_path / "tensorboard") == {
+        "train/loss": [(10, 1.0), (20, 2.0)],
+        "train/alpha": [(10, pytest.approx(0.1)), (20, pytest.approx(0.1)), (30, pytest.approx(0.2))],
+        "eval/return": [(20, 5.0)],
+    }
 
 
 def test_resume_drops_a_row_cut_short_by_a_kill(tmp_path):
@@ -93,64 +119,44 @@ def test_a_fresh_run_replaces_an_old_log(tmp_path):
     assert read_csv(tmp_path / "train.csv") == [["step", "loss"], ["1", "0.5"]]
 
 
-def test_event_file_holds_exactly_the_logged_scalars(tmp_path):
+@needs_tensorboard
+def test_event_files_hold_exactly_the_logged_scalars(tmp_path):
     logged = [(0, {"loss": 1.25, "alpha": 0.1}), (1000, {"loss": -3.5e-7, "alpha": 1e30}), (2**40, {"loss": 0.0})]
-    before = time.time()
-    with RunLogger(tmp_path) as logger:
+    with RunLogger(tmp_path, tensorboard=True) as logger:
         for step, metrics in logged:
             logger.log("train", step, metrics)
-    (path,) = event_files(tmp_path)
-    expected = [
-        (step, f"train/{key}", float(np.float32(value))) for step, metrics in logged for key, value in metrics.items()
-    ]
-    assert read_events(path) == expected
-    # The first record is Event{wall_time, step 0, file_version}, checked byte by byte against the wire format.
-    first = read_records(path)[0]
-    assert first[0] == 0x09 and before <= struct.unpack("<d", first[1:9])[0] <= time.time()
-    assert first[9:] == b"\x10\x00" + b"\x1a\x0d" + b"brain.Event:2"
+        logger.log("eval_video_hard", 1000, {"return": np.float64(812.5), "episodes": np.int64(10)})
+    assert len(event_files(tmp_path)) == 1
+    expected = {  # TensorBoard stores scalars as float32
+        f"train/{key}": [(step, float(np.float32(metrics[key]))) for step, metrics in logged if key in metrics]
+        for key in ("loss", "alpha")
+    }
+    expected.update({"eval_video_hard/return": [(1000, 812.5)], "eval_video_hard/episodes": [(1000, 10.0)]})
+    assert scalars(tmp_path / "tensorboard") == expected
 
 
-def test_a_corrupt_byte_is_detected(tmp_path):
+@needs_tensorboard
+def test_a_fresh_run_hides_an_old_runs_tensorboard_scalars(tmp_path):
+    with RunLogger(tmp_path, tensorboard=True) as logger:
+        for step in (10, 20, 30):
+            logger.log("train", step, {"loss": 1.0})
+    with RunLogger(tmp_path, tensorboard=True) as logger:  # started over, e.g. killed before its first checkpoint
+        logger.log("train", 5, {"loss": 2.0})
+    assert len(event_files(tmp_path)) == 2
+    assert scalars(tmp_path / "tensorboard") == {"train/loss": [(5, 2.0)]}
+
+
+def test_no_tensorboard_files_unless_asked(tmp_path):
     with RunLogger(tmp_path) as logger:
         logger.log("train", 1, {"loss": 0.5})
-    (path,) = event_files(tmp_path)
-    data = bytearray(path.read_bytes())
-    data[-6] ^= 0x01  # inside the last record's payload
-    path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt"):
-        read_events(path)
-    path.write_bytes(bytes(data[:-2]))  # a record cut short by a kill
-    with pytest.raises(ValueError):
-        read_events(path)
+    assert not (tmp_path / "tensorboard").exists()
 
 
-def test_crc32c_known_vectors():
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(b"") == 0
-    assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros
-
-
-def test_tensorboard_reads_our_scalars(tmp_path):
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    with RunLogger(tmp_path) as logger:
-        logger.log("train", 5, {"loss": 0.5})
-        logger.log("train", 6, {"loss": 0.25})
-    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
-    accumulator.Reload()
-    assert [(event.step, event.value) for event in accumulator.Scalars("train/loss")] == [(5, 0.5), (6, 0.25)]
-
-
-def test_tensorboard_hides_the_steps_a_resume_dropped(tmp_path):
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.plugin_event_accumulator")
-    with RunLogger(tmp_path) as logger:
-        for step in (10, 20, 30):
-            logger.log("train", step, {"loss": step / 10})
-    with RunLogger(tmp_path, resume_step=20) as logger:
-        logger.log("train", 30, {"loss": 9.0})
-    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
-    accumulator.Reload()
-    loss = [(event.step, event.tensor_proto.float_val[0]) for event in accumulator.Tensors("train/loss")]
-    assert loss == [(10, 1.0), (20, 2.0), (30, 9.0)]
+def test_tensorboard_without_the_package_is_a_user_error_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # what an import finds without the package
+    with pytest.raises(UserError, match=r"pip install vai\[tensorboard\]"):
+        RunLogger(tmp_path / "agent", tensorboard=True)
+    assert not (tmp_path / "agent").exists()
 
 
 def test_disabled_progress_prints_nothing():

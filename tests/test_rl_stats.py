@@ -1,7 +1,8 @@
-"""Evaluation statistics: hand-computed IQMs, bootstrap intervals, tables and the results.json round trip."""
+"""Evaluation statistics: IQMs and bootstrap intervals by hand and against rliable, tables, results.json."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -29,10 +30,11 @@ from vai.rl.stats import (
         ([-1000, 2, 3, 4, 5, 6, 7, 8], 4.5),
         (list(range(1, 13)), 6.5),  # trim 3 each side: mean of 4..9, as scipy's trim_mean
         ([5], 5.0),
-        ([1, 3], 2.0),  # plain mean
-        ([0, 0, 6], 1.0),  # weights 1/6, 2/3, 1/6
-        ([1, 2, 3, 4, 100], 3.0),  # weights 0, .3, .4, .3, 0: .6 + 1.2 + 1.2
-        ([0, 0, 6, 12, 12, 100], 8.0),  # weights 0, 1/6, 1/3, 1/3, 1/6, 0: 0 + 2 + 4 + 2
+        ([1, 3], 2.0),  # fewer than 4: nothing trimmed, the plain mean
+        ([0, 0, 6], 2.0),
+        ([1, 2, 3, 4, 100], 3.0),  # trim 1 each side: mean of 2, 3, 4
+        ([0, 0, 6, 12, 12, 100], 7.5),  # trim 1 each side: mean of 0, 6, 12, 12
+        ([0, 0, 1, 1, 1, 1, 1, 1, 9, 9], 1.0),  # VAI's 10 seeds: trim 2 each side, mean of the middle 6
     ],
 )
 def test_iqm_hand_computed(values, expected):
@@ -86,6 +88,135 @@ def test_bootstrap_interval_shrinks_with_more_seeds():
     for result in (narrow, wide):
         assert result["low"] <= result["iqm"] <= result["high"]
     assert narrow["high"] - narrow["low"] < 0.5 * (wide["high"] - wide["low"])
+
+
+needs_rliable = pytest.mark.skipif(
+    importlib.util.find_spec("rliable") is None, reason="needs the test extra: pip install -e .[test]"
+)
+
+
+def _rliable_iqm(scores: np.ndarray) -> np.ndarray:
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_iqm(scores)])
+
+
+@needs_rliable
+@pytest.mark.parametrize("runs, tasks", [(1, 1), (2, 1), (3, 2), (5, 1), (10, 1), (10, 3), (7, 5), (13, 2)])
+def test_iqm_equals_rliables(runs, tasks):
+    from rliable import metrics
+
+    draw = np.random.default_rng(runs * 100 + tasks)
+    # Multiples of 1/8 below 2**20 add up without rounding in any order, so the two agree to the last bit.
+    exact = draw.integers(0, 8000, (runs, tasks)) / 8
+    assert iqm(exact) == metrics.aggregate_iqm(exact)
+    # Any float: equal up to the rounding of a sum taken in another order.
+    continuous = draw.normal(500.0, 100.0, (runs, tasks))
+    assert iqm(continuous) == pytest.approx(metrics.aggregate_iqm(continuous), rel=1e-12, abs=0)
+
+
+class _Replay:
+    """Stands in for the ``np.random.Generator`` of :func:`stratified_bootstrap_iqm`: each ``integers``
+    call (one per task, in sorted order) returns the seed indices rliable drew for that task."""
+
+    def __init__(self, per_task_draws: list[np.ndarray]):
+        self.draws = iter(per_task_draws)
+
+    def integers(self, low, high, size):
+        draws = next(self.draws)
+        assert (low, high, tuple(size)) == (0, draws.shape[1], draws.shape)
+        return draws
+
+
+def _recording_choice(monkeypatch) -> list[np.ndarray]:
+    """Lets numpy's global ``np.random.choice``, which rliable's stratified bootstraps draw from, record
+    what it returns."""
+    recorded, choice = [], np.random.choice
+
+    def record(*args, **kwargs):
+        recorded.append(choice(*args, **kwargs))
+        return recorded[-1]
+
+    monkeypatch.setattr(np.random, "choice", record)
+    return recorded
+
+
+@needs_rliable
+def test_bootstrap_interval_equals_rliables_on_the_same_resamples(monkeypatch):
+    from rliable import library
+
+    # VAI's protocol: 10 seeds per task; the tasks are the matrix's columns, in sorted order.
+    tasks = ["cartpole_balance", "finger_spin", "walker_walk"]
+    scores = np.random.default_rng(7).normal([300.0, 500.0, 800.0], 100.0, (10, 3))
+    recorded = _recording_choice(monkeypatch)
+    point, interval = library.get_interval_estimates({"vai": scores}, _rliable_iqm, reps=2000)
+    # One draw per repetition, (runs, tasks): entry [i, t] is the seed standing in for seed i of task t.
+    draws = np.stack(recorded)
+    assert draws.shape == (2000, 10, 3)
+    ours = stratified_bootstrap_iqm(
+        {task: scores[:, column] for column, task in enumerate(tasks)},
+        rng=_Replay([draws[:, :, column] for column in range(3)]),
+        repetitions=2000,
+    )
+    assert ours["iqm"] == pytest.approx(point["vai"][0], rel=1e-12, abs=0)
+    np.testing.assert_allclose([ours["low"], ours["high"]], interval["vai"][:, 0], rtol=1e-12, atol=0)
+
+
+@needs_rliable
+def test_bootstrap_interval_equals_rliables_when_tasks_have_different_seed_counts(monkeypatch):
+    # A video_easy column whose missing clips left some tasks fewer seeds: rliable takes one array per task.
+    from rliable import library
+
+    draw = np.random.default_rng(8)
+    per_task = {"a": draw.normal(300.0, 50.0, 10), "b": draw.normal(600.0, 50.0, 6), "c": draw.normal(0.0, 50.0, 3)}
+    recorded = _recording_choice(monkeypatch)
+
+    def pooled_iqm(*task_scores):
+        return _rliable_iqm(np.concatenate([scores.ravel() for scores in task_scores]))
+
+    arrays = [per_task[task][:, None] for task in sorted(per_task)]  # (runs, 1 task) each
+    point, interval = library.get_interval_estimates({"vai": arrays}, pooled_iqm, reps=1000)
+    # Each repetition draws the tasks in turn, (runs, 1) each.
+    draws = [np.stack(recorded[index::3])[:, :, 0] for index in range(3)]
+    assert [task_draws.shape for task_draws in draws] == [(1000, 10), (1000, 6), (1000, 3)]
+    ours = stratified_bootstrap_iqm(per_task, rng=_Replay(draws), repetitions=1000)
+    assert ours["iqm"] == pytest.approx(point["vai"][0], rel=1e-12, abs=0)
+    np.testing.assert_allclose([ours["low"], ours["high"]], interval["vai"][:, 0], rtol=1e-12, atol=0)
+
+
+@pytest.fixture
+def numpy_global_seed():
+    """Seeds numpy's global generator (rliable draws from it) and puts its state back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    yield
+    np.random.set_state(state)
+
+
+@needs_rliable
+def test_bootstrap_interval_matches_rliables_with_its_own_draws(numpy_global_seed):
+    """Our own resampling against rliable's, each with its own random draws.
+
+    Both intervals are percentiles of R = 10,000 bootstrap IQMs from the same distribution F. Our
+    endpoint at level p = 0.025 (or 0.975) has F(endpoint) = p + N(0, p(1 - p) / R), and rliable's
+    empirical CDF differs from F by another N(0, p(1 - p) / R) there, so rliable's empirical CDF at our
+    endpoint lies within p ± 4 s, s = sqrt(2 p (1 - p) / R) = 0.0022, but with probability 6e-5: our
+    endpoint must lie between rliable's estimates' quantiles at those levels (0.016 and 0.034). The band
+    holds whatever the scale of the scores and is too narrow for a 90% interval (p = 0.05), a bootstrap
+    that ignores the tasks, or one that never draws a task's last seed.
+    """
+    from rliable import library
+
+    repetitions, p = 10_000, 0.025
+    scores = np.random.default_rng(9).normal([300.0, 500.0, 800.0], 100.0, (10, 3))
+    theirs = library.StratifiedBootstrap(scores).apply(_rliable_iqm, repetitions)[:, 0]
+    ours = stratified_bootstrap_iqm(
+        {task: scores[:, column] for column, task in enumerate("abc")}, rng=np.random.default_rng(0), repetitions=10_000
+    )
+    band = 4 * np.sqrt(2 * p * (1 - p) / repetitions)
+    for endpoint, level in ((ours["low"], p), (ours["high"], 1 - p)):
+        below, above = np.quantile(theirs, [level - band, level + band])
+        assert below <= endpoint <= above, (endpoint, level, below, above)
 
 
 def _returns() -> dict[str, dict[str, np.ndarray]]:

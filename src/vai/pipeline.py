@@ -140,10 +140,11 @@ def run_pipeline(
     modes: list[str] | None = None,
     log=print,
     fresh: bool = False,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Every stage of VAI for ``task`` into ``run``; returns the contents of results.json. ``modes``:
     the final evaluation's (default: all of the task's). ``fresh`` deletes ``run`` first, once the
-    arguments are known to be valid."""
+    arguments are known to be valid. ``tensorboard``: the agents also log TensorBoard event files."""
     from vai.rl.stages import (
         agent_directory,
         check_algorithm,
@@ -155,6 +156,10 @@ def run_pipeline(
     from vai.vision import stages
 
     get_task(task)
+    if tensorboard:
+        from vai.rl.logger import check_tensorboard
+
+        check_tensorboard()
     vision_overrides, rl_overrides = split_overrides(overrides)
     vision = override(get_vision_preset(preset_name), vision_overrides)
     rl = override(get_rl_preset(preset_name), rl_overrides)
@@ -240,6 +245,7 @@ def run_pipeline(
             resume,
             data_dir,
             ["train"],
+            tensorboard=tensorboard,
         )
         agents[algorithm] = out
     checkpoints = [out / "checkpoints" / "last.pt" for out in agents.values()]
@@ -327,6 +333,9 @@ def add_run_command(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--fresh", action="store_true", help="delete the run directory first")
+    parser.add_argument(
+        "--tensorboard", action="store_true", help="agents also log TensorBoard files (pip install vai[tensorboard])"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -346,6 +355,7 @@ def _run(args: argparse.Namespace) -> int:
         args.data_dir,
         args.mode,
         fresh=args.fresh,
+        tensorboard=args.tensorboard,
     )
     print((run / "results.md").read_text(), end="")
     return 0

@@ -3,7 +3,8 @@
 An agent's directory (default ``RUN/ALGORITHM-seedSEED`` beside the vision stages' files)::
 
     config.json                 resolved settings of the run
-    train.csv, eval_MODE.csv    one row per episode / per evaluation; tensorboard/ the same scalars
+    train.csv, eval_MODE.csv    one row per episode / per evaluation
+    tensorboard/                the same scalars as TensorBoard event files (with --tensorboard)
     checkpoints/last.pt         latest checkpoint (atomic); --resume continues from it
     replay/                     finished episodes, to refill the replay buffer on --resume (removed at the end)
 
@@ -11,6 +12,7 @@ Examples::
 
     vai train cartpole_balance --algo vai --preset quick          # needs RUN/adapter.safetensors
     vai train cartpole_balance --algo sac --preset paper --device cuda --resume
+    vai train cartpole_balance --algo sac --preset quick --tensorboard     # needs pip install vai[tensorboard]
     vai eval runs/cartpole_balance/vai-seed0/checkpoints/last.pt --mode train color_hard video_easy
 """
 
@@ -115,18 +117,21 @@ def train_stage(
     eval_modes: list[str] | None = None,
     progress: bool | None = None,
     changes: dict[str, Any] | None = None,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run.
 
     On ``resume`` the checkpoint's settings hold; ``changes`` (field -> value, e.g. the command's
     ``--set``) may alter those of :data:`RESUME_SETTINGS`, and any other change is refused.
+    ``tensorboard`` also writes the logged scalars as TensorBoard event files (``vai[tensorboard]``), as
+    does a resumed run that has them.
     """
     from vai.envs import make_env
     from vai.rl.checkpoint import load_agent
     from vai.rl.envthread import EnvThread, overlap_pays
     from vai.rl.episodes import refill
     from vai.rl.evaluate import training_evaluator
-    from vai.rl.logger import RunLogger
+    from vai.rl.logger import RunLogger, check_tensorboard
     from vai.rl.loop import LoopState, Trainer
     from vai.rl.replay import ReplayBuffer
     from vai.rl.sac import SACAgent
@@ -135,6 +140,10 @@ def train_stage(
     spec = get_task(task)
     check_algorithm(algorithm)
     check_rl_preset(task, preset)
+    # A resumed run goes on writing the TensorBoard files it has, so TensorBoard hides the steps it drops.
+    tensorboard = tensorboard or (resume and (out / "tensorboard").is_dir())
+    if tensorboard:
+        check_tensorboard()
     torch_device = resolve_device(device)
     checkpoint = out / CHECKPOINT
     if checkpoint.is_file() and not resume:
@@ -207,7 +216,7 @@ def train_stage(
 
         write_json_atomic(config, out / "config.json")
         evaluate = training_evaluator(task, eval_modes, preset.eval_episodes, data_dir)
-        with RunLogger(out, resume_step=state.step if state else None) as logger:
+        with RunLogger(out, tensorboard=tensorboard, resume_step=state.step if state else None) as logger:
             trainer = Trainer(
                 env, agent, buffer, logger, preset, spec.action_repeat, out, task, seed, evaluate, progress
             )
@@ -368,6 +377,9 @@ def add_rl_commands(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--data-dir", default=None)
+    train.add_argument(
+        "--tensorboard", action="store_true", help="also log TensorBoard event files (pip install vai[tensorboard])"
+    )
     train.set_defaults(func=_run_train)
 
     evaluate = subparsers.add_parser("eval", help="evaluate checkpoints over seeds x modes (VAI's protocol)")
@@ -403,6 +415,7 @@ def _run_train(args: argparse.Namespace) -> int:
         args.data_dir,
         args.eval_mode,
         changes=changes,
+        tensorboard=args.tensorboard,
     )
     print(
         f"trained {summary['steps']} agent steps ({summary['frames']} frames) in {summary['seconds']:.0f} s "

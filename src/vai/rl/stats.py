@@ -10,9 +10,11 @@ the table and ``results.json`` name the seeds behind every number.
 The aggregate over tasks follows Agarwal et al., "Deep RL at the Edge of the Statistical Precipice"
 (NeurIPS 2021): the interquartile mean (IQM) of all tasks' seed scores, which is robust to an outlying
 run yet uses half the runs, with a percentile confidence interval from the stratified bootstrap (resample
-seeds with replacement within each task, so every task keeps its number of runs). Numbers are aggregated
-as given, without normalisation: DMC returns all lie on 0..1000, and DrawerWorld reports success rates,
-so the two kinds should be aggregated in separate tables.
+seeds with replacement within each task, so every task keeps its number of runs). Both are defined as in
+rliable, the paper's library (``metrics.aggregate_iqm``, ``library.get_interval_estimates``), which the
+tests compare them with; vai does not need rliable to run. Numbers are aggregated as given, without
+normalisation: DMC returns all lie on 0..1000, and DrawerWorld reports success rates, so the two kinds
+should be aggregated in separate tables.
 """
 
 from __future__ import annotations
@@ -28,17 +30,16 @@ SeedIds = Mapping[str, Mapping[str, Sequence[int]]]
 """``seeds[task][mode]``: the evaluation seed of each row of ``returns[task][mode]``."""
 
 
-def _middle_half_weights(size: int) -> np.ndarray:
-    """Weight of each of ``size`` sorted values in the IQM: its overlap with the quantile range [0.25, 0.75].
+def _trimmed_mean(sorted_values: np.ndarray) -> np.ndarray:
+    """IQM of values sorted along the last axis: drop the lowest and the highest n // 4, average the rest.
 
-    Sorted value i owns the quantile interval [i/n, (i+1)/n]. When n is a multiple of 4 the weights are
-    0 or equal and the IQM is scipy's ``trim_mean(x, 0.25)`` (the paper's definition); otherwise the
-    values that straddle a quartile count in part, so any n >= 1 gives a well-defined, continuous
-    estimate (n = 1 or 2: the plain mean; n = 3: weights 1/6, 2/3, 1/6; n = 5: 0, .3, .4, .3, 0).
+    This is the paper's IQM, the 25% trimmed mean (scipy's ``trim_mean(x, 0.25)``, rliable's
+    ``aggregate_iqm``): exactly the middle half when n is a multiple of 4, else a little more (n = 10:
+    the middle 6; n = 5: the middle 3); fewer than 4 values are all kept (the plain mean).
     """
-    edges = np.arange(size + 1) / size
-    overlap = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
-    return overlap / overlap.sum()
+    size = sorted_values.shape[-1]
+    cut = size // 4
+    return sorted_values[..., cut : size - cut].mean(axis=-1)
 
 
 def _finite(values, name: str, ndim: int) -> np.ndarray:
@@ -58,9 +59,9 @@ def _finite(values, name: str, ndim: int) -> np.ndarray:
 
 
 def iqm(values) -> float:
-    """Interquartile mean of all values (flattened): the mean of the middle 50%, see ``_middle_half_weights``."""
+    """Interquartile mean of all values (flattened): the mean of the middle half, see ``_trimmed_mean``."""
     flat = _finite(np.ravel(np.asarray(values, dtype=np.float64)), "iqm values", 1)
-    return float(np.sort(flat) @ _middle_half_weights(flat.size))
+    return float(_trimmed_mean(np.sort(flat)))
 
 
 def seed_scores(returns) -> np.ndarray:
@@ -89,8 +90,11 @@ def stratified_bootstrap_iqm(
     """``iqm`` of all tasks' seed scores with the percentile interval ``low``..``high`` of its bootstrap.
 
     Each repetition draws, per task, as many seeds as it has, with replacement (Agarwal et al., Sec. 4),
-    then takes the IQM of the pooled draws; all repetitions are drawn and sorted at once. Tasks are
-    visited in sorted order, so a given ``rng`` state gives the same interval whatever the dict order.
+    then takes the IQM of the pooled draws; all repetitions are drawn and sorted at once. ``low`` and
+    ``high`` are the estimates' percentiles at (1 - confidence) / 2 and its complement, linearly
+    interpolated (``np.percentile``), as rliable's default ``percentile`` method. Tasks are visited in
+    sorted order, one ``rng.integers`` call each, so a given ``rng`` state gives the same interval
+    whatever the dict order.
     """
     if not per_task_scores:
         raise ValueError("per_task_scores: no tasks to aggregate")
@@ -99,8 +103,7 @@ def stratified_bootstrap_iqm(
     tasks = sorted(per_task_scores)
     scores = [_finite(per_task_scores[task], f"scores of {task}", 1) for task in tasks]
     draws = [task_scores[rng.integers(0, task_scores.size, (repetitions, task_scores.size))] for task_scores in scores]
-    pooled = np.sort(np.concatenate(draws, axis=1), axis=1)
-    estimates = pooled @ _middle_half_weights(pooled.shape[1])
+    estimates = _trimmed_mean(np.sort(np.concatenate(draws, axis=1), axis=1))
     tail = 50.0 * (1.0 - confidence)
     low, high = np.percentile(estimates, [tail, 100.0 - tail])
     return dict(iqm=iqm(np.concatenate(scores)), low=float(low), high=float(high))
