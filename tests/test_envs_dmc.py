@@ -34,7 +34,7 @@ VIDEO_MODES = ("video_easy", "video_hard", VIDEO_N)
 
 UNCHANGED_BY_DESIGN = {("reacher_easy", "video_easy"), ("reacher_easy", VIDEO_N)}
 """The one documented exception: reacher's camera looks straight down and sees no sky, so the
-sky-only video modes cannot change its frames (README, "Test modes")."""
+sky-only video modes cannot change its frames (docs/data.md, "The test modes")."""
 
 MIN_BACKGROUND_CHANGED = {
     "color_easy": 0.5,

@@ -172,8 +172,8 @@ KEYPOINTS: dict[str, int] = {
 """Transporter keypoints per task, chosen without labels: the count whose Transporter seeds agree best
 (:mod:`vai.vision.choose_k`; ``python benchmarks/keypoint_count.py TASK``, quick preset, records in
 ``results/keypoints/``) for cartpole_balance, walker_walk, finger_spin and ball_in_cup_catch, shared
-by the tasks of the same scene. cheetah_run, reacher_easy and the drawer tasks keep VAI's default of
-24 until the rule has been measured on them."""
+by the tasks of the same scene. cheetah_run, reacher_easy and the drawer tasks take VAI's default of
+24, as the rule has no record for them (``results/keypoints/`` holds one file per measured task)."""
 
 
 @dataclass(frozen=True)
@@ -435,7 +435,7 @@ class RLPreset:
     stored form): the adapter runs once per frame when it is stored, on the centre crop, the 8-px rim
     taking the mask's nearest edge value, and replay keeps mask x frame (pooled), so training crops
     are cut from adapted frames: one adapter pass per environment step instead of one per sampled
-    frame (on the quick preset's CPU, 0.2 s per update against 3.2 s)."""
+    frame, about 16 times less adapter work per update (``benchmarks/agent_speed.py`` measures it)."""
     num_filters: int = 32
     """Filters of every conv layer (VAI: 32)."""
     feature_dim: int = 100
@@ -542,11 +542,8 @@ RL_PRESETS: dict[str, RLPreset] = {
 thousand updates (3000 agent steps: 24,000 frames of cartpole): 42-px views of a 2-layer, 16-filter
 encoder, and values that settle within such a run: discount 0.9, 3-step returns and a target critic
 that moves by 0.05 every step, where the paper's 0.99, one-step returns and 0.01 every 2 steps need
-tens of thousands of updates. On cartpole_balance (2-core CPU, README) discount 0.99 showed no
-learning by 4000 steps, 0.9 a rise from about 250 to 340-390; 3-step returns lifted the training
-episodes to 460-530 by 3400-3750 steps, where one-step returns and two updates per step reached
-about 330. Evaluations during training are few (start, middle, end): each costs as much rendering
-as 250 training steps."""
+tens of thousands of updates (``docs/fidelity.md`` lists each difference and why). Evaluations during
+training are few (start, middle, end): each renders as much as a few hundred training steps."""
 
 
 def get_rl_preset(name: str) -> RLPreset:

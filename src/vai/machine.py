@@ -48,9 +48,9 @@ def keep_freed_memory() -> bool:
     """Let glibc's allocator reuse freed blocks of up to ``MMAP_THRESHOLD`` instead of mapping and
     unmapping them (with page faults on every first touch) each time torch makes a temporary tensor
     of a few megabytes. Called by the ``vai`` command and the benchmarks, not on import: it is a
-    process-wide setting. On a 2-core CPU (README, one-off timings) an adapter training step took
-    about 10% less time and a Transporter step about 5% less. Returns False, changing nothing, where
-    the C library is not glibc."""
+    process-wide setting; it makes the vision stages' training steps a little faster on a CPU, where
+    each step allocates many such temporaries. Returns False, changing nothing, where the C library
+    is not glibc."""
     import ctypes
 
     try:

@@ -3,12 +3,10 @@
 In the training loop the action of step t is chosen before the update of step t, and the update
 samples only transitions already stored, so the environment's step and the agent's update do not
 depend on each other. MuJoCo's physics and rendering release Python's lock, so a step on another
-thread overlaps the update's Python and kernel launches. In a one-off timing on this project's
-2-core CPU (cartpole_balance, quick networks, torch on one thread), an environment step of 29 ms and
-an update of 93 ms took 144 ms one after the other and 119 ms overlapped. With torch on both cores
-there is no core left to overlap on (113 vs 111 ms; ``benchmarks/agent_speed.py`` measured training
-3% slower threaded, README), so training
-uses the thread only where :func:`overlap_pays`; on a GPU machine, where the update is mostly the
+thread overlaps the update's Python and kernel launches. That pays when a core is free for the
+environment while torch computes; with torch on every core of a small CPU there is no core left to
+overlap on (``benchmarks/agent_speed.py`` measures both ways), so training uses the thread only
+where :func:`overlap_pays`; on a GPU machine, where the update is mostly the
 host's kernel launches, the environment's time is what overlapping hides.
 
 An OpenGL context belongs to the thread that made it current (EGL refuses one that is current on
