@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vai.errors import UserError
-from vai.vision.augment import Distractor, _Draw, crop, resized_crops, shift_hue
+from vai.vision.augment import Distractor, _Draw, resized_crops, shift_hue
 from vai.vision.backgrounds import load_background_images, procedural_backgrounds
 
 BACKGROUNDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "backgrounds"
@@ -202,12 +202,6 @@ def test_optional_boxes_are_squares_of_one_side_per_box_across_the_batch():
     assert torch.all(covered == covered[0]) and torch.all(covered == rows**2)  # the same square everywhere
     corners = (painted[:, 0, 0] != -1).float().flatten(1).argmax(1)
     assert len(corners.unique()) > 30  # but placed per frame
-
-
-def test_crop_takes_each_images_window():
-    images = torch.arange(2 * 1 * 5 * 5).reshape(2, 1, 5, 5)
-    out = crop(images, torch.tensor([0, 2]), torch.tensor([1, 0]), 3)
-    assert torch.equal(out[0], images[0, :, 0:3, 1:4]) and torch.equal(out[1], images[1, :, 2:5, 0:3])
 
 
 def test_hue_shift_matches_hsv():

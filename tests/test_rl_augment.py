@@ -1,4 +1,4 @@
-"""The agent's batched augmentations: crops move a stack's frames together, shapes and ranges hold."""
+"""The agent's batched augmentations: shifts move a stack's frames together, shapes and ranges hold."""
 
 from __future__ import annotations
 
@@ -7,45 +7,17 @@ import torch
 
 from vai.rl.augment import (
     adapt_aug,
-    crop_at,
     paint_boxes,
     random_convolution,
-    random_crop,
     random_shift,
     standard_normal,
 )
-from vai.vision.adapter import center_crop
 
 
 def coordinates(batch: int, frames: int = 3, size: int = 100) -> torch.Tensor:
     """uint8-free test images whose pixel (r, c) holds r * size + c in every channel of every frame."""
     grid = torch.arange(size * size, dtype=torch.float32).reshape(1, 1, size, size)
     return grid.expand(batch, 3 * frames, size, size).contiguous()
-
-
-def test_random_crop_is_one_window_per_stack_at_varied_places():
-    images = coordinates(64)
-    crops = random_crop(images, 84, torch.Generator().manual_seed(0))
-    assert crops.shape == (64, 9, 84, 84)
-    corner = crops[:, :, 0, 0]
-    assert torch.equal(corner, corner[:, :1].expand_as(corner))  # all 9 channels cut at one place
-    assert len(set(corner[:, 0].tolist())) > 20
-    # Each crop is a contiguous window: the pixel right/below the corner follows on.
-    assert torch.equal(crops[:, 0, 0, 1], corner[:, 0] + 1) and torch.equal(crops[:, 0, 1, 0], corner[:, 0] + 100)
-
-
-def test_random_crop_corners_are_0_to_15_as_pad_and_vai_draw_them():
-    # utils.random_crop draws corners in [0, 100 - 84): the window touching the edge (16) never comes.
-    corner = random_crop(coordinates(4000, frames=1), 84, torch.Generator().manual_seed(1))[:, 0, 0, 0]
-    tops, lefts = corner // 100, corner % 100
-    assert set(tops.tolist()) == set(range(16)) and set(lefts.tolist()) == set(range(16))
-    assert torch.equal(random_crop(coordinates(2), 100), coordinates(2))  # nothing to crop: whole
-
-
-def test_crop_at_and_center_crop_agree():
-    images = coordinates(2)
-    centre = torch.full((2,), 8)
-    assert torch.equal(crop_at(images, centre, centre, 84), center_crop(images, 84))
 
 
 def test_random_shift_moves_by_at_most_the_padding():

@@ -1,8 +1,9 @@
-"""Batched image operations of the agent: crops, DrQ's random shift, SVEA's random convolution and
-VAI's adapt_aug. Every function works on a whole batch on its device; none loops over samples.
+"""Batched image operations of the agent besides its crops (:mod:`vai.crops`): DrQ's random shift,
+SVEA's random convolution and VAI's adapt_aug. Every function works on a whole batch on its device;
+none loops over samples.
 
-Observations are stacks (B, 3F, H, W); a random crop or shift moves the F frames of one stack
-together (they are one observation), different stacks independently.
+Observations are stacks (B, 3F, H, W); a random shift moves the F frames of one stack together
+(they are one observation), different stacks independently.
 """
 
 from __future__ import annotations
@@ -12,29 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def random_crop(images: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A ``size`` x ``size`` window of each (C, H, W) image at a uniform random position (RAD, PAD).
-
-    The corner's row and column are drawn from ``0 .. H - size - 1`` (0..15 for 100 -> 84), as PAD's
-    and VAI's ``utils.random_crop`` draws them (an exclusive upper bound, so the last window, which
-    touches the bottom or right edge, is never cut); an image of side ``size`` is returned whole.
-    """
-    batch, _, height, width = images.shape
-    device = images.device
-    top = torch.randint(0, max(height - size, 1), (batch,), generator=generator, device=device)
-    left = torch.randint(0, max(width - size, 1), (batch,), generator=generator, device=device)
-    return crop_at(images, top, left, size)
-
-
-def crop_at(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
-    """Windows of side ``size`` whose corners are ``top``, ``left`` (B,) — one gather, no loop."""
-    batch, channels, height, width = images.shape
-    offsets = torch.arange(size, device=images.device)
-    rows = (top[:, None] + offsets)[:, :, None]  # (B, S, 1)
-    cols = (left[:, None] + offsets)[:, None, :]  # (B, 1, S)
-    flat = (rows * width + cols).reshape(batch, 1, size * size).expand(batch, channels, size * size)
-    return images.reshape(batch, channels, height * width).gather(2, flat).reshape(batch, channels, size, size)
+from vai.crops import crop_at
 
 
 def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -42,8 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vai.config import RLPreset
-from vai.rl.augment import adapt_aug, random_crop, random_shift
-from vai.vision.adapter import AttentionAdapter, center_crop, place_masks
+from vai.crops import center_crop, random_crop
+from vai.rl.augment import adapt_aug, random_shift
+from vai.vision.adapter import AttentionAdapter, place_masks
 
 DRQ_PAD = 4
 """DrQ's shift in pixels at full resolution."""

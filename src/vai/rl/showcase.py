@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from vai.atomic import atomic_write
+from vai.crops import center_crop
 from vai.envs import make_env
-from vai.vision.adapter import center_crop
 
 SCALE = 3
 

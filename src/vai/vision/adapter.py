@@ -31,6 +31,7 @@ from torch import nn
 
 from vai.atomic import atomic_write
 from vai.config import FRAME_STACK, VisionPreset
+from vai.crops import center_crop
 from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
 from vai.errors import UserError
 from vai.vision.augment import Distractor
@@ -269,9 +270,10 @@ def stack_indices(episodes: torch.Tensor, stack: int = FRAME_STACK) -> torch.Ten
 def place_masks(masks: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
     """Masks (N, h, w) of the centre crop -> (N, H, W) of the whole frame.
 
-    The crop sits at ((H - h) // 2, (W - w) // 2), as the agent's centre crop. The border outside it
-    was never classified; it takes the value of the nearest classified pixel (edge replication):
-    a body that touches the crop's edge probably goes on, and missing foreground is the costly error.
+    The crop sits at ((H - h) // 2, (W - w) // 2), where :func:`vai.crops.center_crop` cuts it. The
+    border outside it was never classified; it takes the value of the nearest classified pixel (edge
+    replication): a body that touches the crop's edge probably goes on, and missing foreground is
+    the costly error.
     """
     height, width = size
     rows_in, cols_in = masks.shape[-2:]
@@ -283,15 +285,6 @@ def place_masks(masks: torch.Tensor, size: tuple[int, int] | torch.Size) -> torc
     rows = (torch.arange(height, device=masks.device) - top).clamp(0, rows_in - 1)
     cols = (torch.arange(width, device=masks.device) - left).clamp(0, cols_in - 1)
     return masks[:, rows][:, :, cols]
-
-
-def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """The centre ``size`` x ``size`` window of (..., H, W); offsets (H - size) // 2, as the agent's."""
-    height, width = images.shape[-2:]
-    if height < size or width < size:
-        raise ValueError(f"images of {height}x{width} are smaller than {size}x{size}")
-    top, left = (height - size) // 2, (width - size) // 2
-    return images[..., top : top + size, left : left + size]
 
 
 class AdaptedObservation(nn.Module):

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vai.crops import random_crop
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R 601 luma, as torchvision's grayscale, used by contrast and saturation."""
 
@@ -142,10 +144,7 @@ class Distractor(nn.Module):
         images = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
         jittered = self._jitter(images.reshape(batch, stack, 3, height, width), draw)
         both = torch.cat([images, jittered.reshape(batch, channels, height, width), masks.float()], dim=1)
-        # Corner offsets 0 .. H - S - 1, as VAI's (and PAD's) random crop draws them.
-        top = draw.integers(max(height - self.crop_size, 1), batch)
-        left = draw.integers(max(width - self.crop_size, 1), batch)
-        both = crop(both, top, left, self.crop_size)
+        both = random_crop(both, self.crop_size, generator)  # corners 0 .. H - S - 1, as VAI's
         size = self.crop_size
         clean = both[:, :channels].reshape(batch, stack, 3, size, size)
         jittered = both[:, channels : 2 * channels].reshape(batch, stack, 3, size, size)
@@ -273,15 +272,6 @@ def resized_crops(
     grid = F.affine_grid(theta, [count, 3, size, size], align_corners=False)
     images = pool[picks].float() / 255
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def crop(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
-    """A ``size`` x ``size`` window of each image (N, C, H, W) at its own (top, left), any dtype."""
-    offsets = torch.arange(size, device=images.device)
-    rows = (top.view(-1, 1) + offsets).view(-1, size, 1)
-    cols = (left.view(-1, 1) + offsets).view(-1, 1, size)
-    index = torch.arange(images.shape[0], device=images.device).view(-1, 1, 1)
-    return images.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2)
 
 
 def grayscale(rgb: torch.Tensor) -> torch.Tensor:

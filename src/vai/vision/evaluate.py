@@ -16,9 +16,10 @@ import torch
 
 from vai.atomic import write_json_atomic, write_text_atomic
 from vai.config import VisionPreset
+from vai.crops import center_crop
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
-from vai.vision.adapter import AttentionAdapter, center_crop
+from vai.vision.adapter import AttentionAdapter
 from vai.vision.metrics import mask_scores
 
 EVAL_MODES = ("train", "color_hard", "video_easy", "video_hard")
@@ -88,12 +89,6 @@ def adapter_masks(adapter: AttentionAdapter, frames: np.ndarray, device="cpu", t
     return adapter_probabilities(adapter, frames, device) > threshold
 
 
-def crop_truth(truth: np.ndarray) -> np.ndarray:
-    """The 84x84 centre crop of the last two axes (masks (..., H, W) or frames (..., C, H, W))."""
-    offset = (truth.shape[-1] - CROP) // 2
-    return truth[..., offset : offset + CROP, offset : offset + CROP]
-
-
 def evaluate_masks(
     recorded: Sequence[ModeFrames],
     adapter: AttentionAdapter | None,
@@ -111,11 +106,11 @@ def evaluate_masks(
     results: dict[str, dict[str, dict[str, float]]] = {}
     by_threshold: dict[str, dict[str, dict[str, float]]] = {}
     for item in recorded:
-        truth = crop_truth(item.truth)
+        truth = center_crop(item.truth, CROP)
         results[item.mode] = {}
         if counterfactual is not None:
             masks = counterfactual(item.frames)  # whole frames, scored on the agent's crop
-            results[item.mode]["counterfactual"] = mask_scores(crop_truth(masks), truth).as_dict()
+            results[item.mode]["counterfactual"] = mask_scores(center_crop(masks, CROP), truth).as_dict()
         if adapter is not None:
             probabilities = adapter_probabilities(adapter, item.frames, device)
             results[item.mode]["adapter"] = mask_scores(probabilities > threshold, truth).as_dict()
@@ -183,8 +178,8 @@ def mask_grid(recorded: Sequence[ModeFrames], adapter: AttentionAdapter, samples
         picks = np.linspace(0, len(item.frames) - 1, samples).round().astype(int)
         frames = item.frames[picks]
         predicted = adapter_probabilities(adapter, frames, device)
-        observed = crop_truth(frames).transpose(0, 2, 3, 1)
-        truth = crop_truth(item.truth[picks])
+        observed = center_crop(frames, CROP).transpose(0, 2, 3, 1)
+        truth = center_crop(item.truth[picks], CROP)
         tiles = []
         for k in range(samples):
             masked = (observed[k] * predicted[k][..., None]).round().astype(np.uint8)

@@ -46,7 +46,7 @@ CHECKPOINT_FORMAT = "vai.transporter/2"
 VAI's Gaussian width convention, transport rule and refine head; version-1 files are refused."""
 
 _PREPARE_CHUNK = 512
-"""Frames cropped and resized at once when preparing a data set (bounds the float copy in memory)."""
+"""Frames resized at once when preparing a data set (bounds the float copy in memory)."""
 
 
 # -- Inputs ---------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def frames_to_inputs(frames: np.ndarray | torch.Tensor, size: int, device: str |
 
 
 def _prepare_dataset(frames: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
-    """All frames cropped and resized once, kept as uint8 on ``device`` so a batch is one gather."""
+    """All frames resized once, kept as uint8 on ``device`` so a batch is one gather."""
     prepared = torch.empty((len(frames), 3, size, size), dtype=torch.uint8, device=device)
     for start in range(0, len(frames), _PREPARE_CHUNK):
         chunk = frames_to_inputs(frames[start : start + _PREPARE_CHUNK], size, device)
