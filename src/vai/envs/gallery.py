@@ -10,6 +10,7 @@ import numpy as np
 from vai.atomic import write_bytes_atomic
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
+from vai.envs.random_policy import random_episode
 
 SCALE = 2
 """Each 100 px frame is shown at 200 px so details are visible."""
@@ -27,23 +28,20 @@ def collect_rows(
 ) -> list[tuple[str, list[np.ndarray], np.ndarray]]:
     """For each mode: ``frames`` frames ``every`` steps apart and the last frame's foreground mask.
 
-    Every mode replays the same seed and the same random actions, so rows differ only in visuals.
+    The last frame is the one after ``frames`` x ``every`` steps, the moment of the mask. Every mode
+    replays the same seed and the same random actions, so rows differ only in visuals.
     """
     cache = VideoCache()
     rows = []
     for mode in modes:
         env = make_env(task, mode, data_dir=data_dir, foreground_mask=True, video_cache=cache)
         try:
-            env.action_space.seed(seed)
-            env.reset(seed=seed)
-            shots, mask = [], None
-            for step in range(frames * every):
-                if step % every == 0:
-                    shots.append(env.render())
-                _, _, _, _, info = env.step(env.action_space.sample())
-                mask = info["foreground_mask"][-1]
-            shots[-1] = env.render()
-            rows.append((mode, shots, mask))
+            shots = []
+            for moment in random_episode(env, np.random.default_rng(seed), seed, frames * every):
+                if moment.step % every == 0 and moment.step < frames * every:
+                    shots.append(moment.observation[-3:].transpose(1, 2, 0))
+            shots[-1] = moment.observation[-3:].transpose(1, 2, 0)
+            rows.append((mode, shots, moment.info["foreground_mask"][-1]))
         finally:
             env.close()
     return rows

@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -27,6 +28,7 @@ from vai import __version__
 from vai.config import get_task, get_vision_preset
 from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, masks_path, save_frames, save_masks
 from vai.envs import make_env
+from vai.envs.random_policy import random_episode
 from vai.errors import UserError
 from vai.vision.stages import FRAMES, run_directory
 
@@ -134,19 +136,17 @@ def _rollouts(env, frames: int, seed: int, first_episode: int, log) -> tuple[dic
         "rewards": np.full(frames, np.nan, np.float32),
     }
     masks = np.empty((frames, height, width), bool)
-    episode, step, done = first_episode - 1, 0, True
-    for index in range(frames):
-        if done:
-            obs, info = env.reset(seed=env_seed if index == 0 else None)
-            episode, step, done = episode + 1, 0, False
+    # Episodes one after another, the first reset seeded: the last one is cut at ``frames``.
+    episodes = (random_episode(env, rng, env_seed if number == 0 else None) for number in itertools.count())
+    episode = first_episode - 1
+    for index, moment in enumerate(itertools.islice(itertools.chain.from_iterable(episodes), frames)):
+        if moment.action is None:
+            episode += 1
         else:
-            action = rng.uniform(space.low, space.high).astype(np.float32)
-            obs, reward, terminated, truncated, info = env.step(action)
-            arrays["actions"][index - 1], arrays["rewards"][index - 1] = action, reward
-            step, done = step + 1, terminated or truncated
-        arrays["frames"][index] = obs[-3:]  # the newest of the stacked frames
-        masks[index] = info["foreground_mask"][-1]
-        arrays["episode"][index], arrays["step"][index] = episode, step
+            arrays["actions"][index - 1], arrays["rewards"][index - 1] = moment.action, moment.reward
+        arrays["frames"][index] = moment.observation[-3:]  # the newest of the stacked frames
+        masks[index] = moment.info["foreground_mask"][-1]
+        arrays["episode"][index], arrays["step"][index] = episode, moment.step
         if log is not None and ((index + 1) % LOG_EVERY == 0 or index + 1 == frames):
             log(f"{index + 1}/{frames} frames, {episode - first_episode + 1} episodes")
     return arrays, masks

@@ -19,6 +19,7 @@ from vai.config import VisionPreset
 from vai.crops import center_crop
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
+from vai.envs.random_policy import random_episode
 from vai.vision.adapter import AttentionAdapter
 from vai.vision.metrics import mask_scores
 
@@ -55,14 +56,10 @@ def record(
     try:
         for episode in range(episodes):
             rng = np.random.default_rng([seed, episode])
-            obs, info = env.reset(seed=seed + episode)
-            for _ in range(steps):
-                action = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
-                obs, _, _, truncated, info = env.step(action)
-                frames.append(obs[-3:])
-                truth.append(info["foreground_mask"][-1])
-                if truncated:
-                    break
+            for moment in random_episode(env, rng, seed + episode, steps):
+                if moment.action is not None:  # the frames after each step, not the reset's
+                    frames.append(moment.observation[-3:])
+                    truth.append(moment.info["foreground_mask"][-1])
     finally:
         env.close()
     return ModeFrames(mode, np.stack(frames), np.stack(truth))
