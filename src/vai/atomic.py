@@ -11,9 +11,11 @@ from pathlib import Path
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
     """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it over ``path``.
 
-    The file gets the usual permissions (0666 less the umask; ``mkstemp`` alone gives 0600), and the
-    temporary file is removed if anything fails. ``suffix`` ends the temporary name (writers that
-    choose a format from the extension, like OpenCV's video writer, need the real one).
+    The temporary file is flushed to disk before the rename and the directory after it, so that
+    even a power cut leaves the old file or the new one. The file gets the usual permissions (0666
+    less the umask; ``mkstemp`` alone gives 0600), and the temporary file is removed if anything
+    fails. ``suffix`` ends the temporary name (writers that choose a format from the extension,
+    like OpenCV's video writer, need the real one).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,13 +24,38 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix:
     temporary = Path(name)
     try:
         write(temporary)
+        _fsync_file(temporary)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush the file's bytes to disk, so that the rename cannot land before them."""
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot be synced."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:

@@ -21,17 +21,16 @@ collection is two files:
 Both are ``np.savez_compressed`` archives with a ``format`` name and a ``format_version``, read
 with ``allow_pickle=False``. Compressed because it is 4-26x smaller for 5000 DMC frames (walker
 150 -> 37 MB, cartpole 150 -> 6 MB) while saving takes 2-6 s on a 2-core CPU, a few percent of the
-minutes spent rendering them, and loading stays under a second. Every write goes to a hidden
-temporary file beside the target, is fsynced and renamed over it, so a killed run leaves the old
-file or the new one, never half of one. The masks file carries the ``id`` of its frames file: a
-mismatch (e.g. a run killed between the two renames) is reported on loading, never silently paired.
+minutes spent rendering them, and loading stays under a second. Every write is atomic
+(:func:`vai.atomic.atomic_write`), so a killed run leaves the old file or the new one, never half of
+one. The masks file carries the ``id`` of its frames file: a mismatch (e.g. a run killed between
+the two renames) is reported on loading, never silently paired.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from vai.atomic import atomic_write
 from vai.errors import UserError
 
 FORMAT_VERSION = 1
@@ -214,47 +214,21 @@ def _recollect(path: Path) -> str:
 
 
 def _write_atomic(path: Path, format_name: str, arrays: Mapping[str, np.ndarray], metadata: dict) -> Path:
-    """``np.savez_compressed`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    """``np.savez_compressed`` of the header and ``arrays`` to ``path``, atomically (:mod:`vai.atomic`)."""
     header = {
         "format": np.array(format_name),
         "format_version": np.array(FORMAT_VERSION),
         "metadata": np.array(json.dumps(metadata)),
     }
-    temporary = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        temporary = Path(name)
-        with os.fdopen(handle, "wb") as stream:
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:  # a file object: given a name, numpy would append ".npz"
             np.savez_compressed(stream, **header, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-        temporary = None
-        _fsync_directory(path.parent)
+
+    try:
+        return atomic_write(path, write)
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from error
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _read(path: Path, format_name: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
