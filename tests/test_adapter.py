@@ -210,7 +210,7 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
 
     older = tmp_path / "older.safetensors"  # an adapter of the first, GroupNorm architecture
     save_file(tensors, str(older), metadata={**metadata, "version": "1"})
-    with pytest.raises(UserError, match="format version '1'"):
+    with pytest.raises(UserError, match="version 1 attention adapter checkpoint; this vai reads version 2 only"):
         load_adapter(older)
 
 

@@ -296,12 +296,12 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
     model = Transporter(keypoints=3, size=32, channels=4)
     good = save_transporter(model, tmp_path / "good.safetensors")
 
-    with pytest.raises(UserError, match="no Transporter checkpoint"):
+    with pytest.raises(UserError, match="Transporter checkpoint .*absent.safetensors not found"):
         load_transporter(tmp_path / "absent.safetensors")
 
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(UserError, match="not a readable Transporter checkpoint"):
+    with pytest.raises(UserError, match="Transporter checkpoint .*truncated.safetensors is unreadable"):
         load_transporter(truncated)
 
     damaged = damaged_copy(good, tmp_path / "damaged.safetensors", -400, -300)  # in the weights
@@ -310,7 +310,7 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"weight": torch.zeros(2)}, str(foreign))
-    with pytest.raises(UserError, match="not written by vai"):
+    with pytest.raises(UserError, match="not a vai Transporter checkpoint"):
         load_transporter(foreign)
 
     # Right format tag, wrong description: the weights are for 4 channels, the metadata says 8.
@@ -323,7 +323,7 @@ def test_loading_a_missing_corrupt_or_mismatched_checkpoint_is_a_user_error(tmp_
 
     older = tmp_path / "older.safetensors"
     save_file(tensors, str(older), metadata={**metadata, "format": "vai.transporter/1", "channels": "4"})
-    with pytest.raises(UserError, match="older format"):
+    with pytest.raises(UserError, match="version 1 Transporter checkpoint; this vai reads version 2 only"):
         load_transporter(older)
 
     with pytest.raises(UserError, match="has 3 keypoints but 12 are wanted"):

@@ -25,23 +25,24 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from vai.atomic import atomic_write
+from vai.checkpoints import CheckpointFormat, load_tensors, save_tensors
 from vai.config import FRAME_STACK, VisionPreset
 from vai.crops import center_crop
-from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
-from vai.errors import UserError
 from vai.vision.augment import Distractor
 from vai.vision.backgrounds import procedural_backgrounds
 from vai.vision.keypoints import channels_last
 
-CHECKPOINT_FORMAT = "vai.attention_adapter"
-CHECKPOINT_VERSION = "2"
-"""Version 2: VAI's architecture (16-channel attention gate, norm and output options); version-1
-files are refused."""
+CHECKPOINT = CheckpointFormat(
+    name="vai.attention_adapter",
+    version=2,
+    kind="attention adapter checkpoint",
+    fix="run the adapter stage ('vai adapter TASK') to write it, or pass another adapter checkpoint",
+    changes="VAI's architecture, with its 16-channel attention gate",
+)
+"""The adapter's files: safetensors whose metadata records the format, the version and the architecture
+(``AttentionAdapter.config``: channels, size, norm and output options)."""
 
 PROCEDURAL_POOL = 512
 """Procedural background images made when no image folder is given."""
@@ -337,47 +338,15 @@ class AdapterWrapper(gym.ObservationWrapper):
 
 def save_adapter(adapter: AttentionAdapter, path: str | os.PathLike) -> Path:
     """Write ``adapter`` as safetensors with its architecture in the metadata, atomically."""
-    path = Path(path)
-    tensors = {name: value.detach().cpu().contiguous() for name, value in adapter.state_dict().items()}
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": json.dumps(adapter.config),
-        DIGEST_KEY: tensors_digest(tensors),
-    }
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
-    return path
+    return save_tensors(CHECKPOINT, adapter.state_dict(), {"config": json.dumps(adapter.config)}, path)
 
 
 def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") -> AttentionAdapter:
     """An adapter saved by :func:`save_adapter`, in eval mode on ``device``; UserError otherwise."""
-    path = Path(path)
-    retrain = "train the adapter again or pass another adapter checkpoint"
-    if not path.is_file():
-        raise UserError(f"adapter checkpoint {path} not found: {retrain}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as checkpoint:
-            metadata = checkpoint.metadata() or {}
-            tensors = {name: checkpoint.get_tensor(name) for name in checkpoint.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"adapter checkpoint {path} is unreadable ({first_line}): {retrain}") from None
-    if metadata.get("format") == CHECKPOINT_FORMAT and metadata.get("version") != CHECKPOINT_VERSION:
-        raise UserError(
-            f"{path} is a vai adapter of format version {metadata.get('version')!r}, which this vai "
-            f"(version {CHECKPOINT_VERSION}) does not read: {retrain}"
-        )
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"{path} is not a vai attention adapter checkpoint (format {metadata.get('format')!r}, "
-            f"version {metadata.get('version')!r}): {retrain}"
-        )
-    if digest_mismatch(tensors, metadata):
-        raise UserError(f"adapter checkpoint {path} is damaged (its weights fail their checksum): {retrain}")
+    tensors, metadata = load_tensors(CHECKPOINT, path)
     try:
         adapter = AttentionAdapter(**json.loads(metadata["config"]))
         adapter.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(f"adapter checkpoint {path} does not match the adapter ({first_line}): {retrain}") from None
+        raise CHECKPOINT.mismatch(path, error) from None
     return adapter.to(device).eval()

@@ -32,18 +32,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vai.atomic import atomic_write
+from vai.checkpoints import CheckpointFormat, load_tensors, save_tensors
 from vai.config import IMAGE_SIZE, VisionPreset
-from vai.digest import DIGEST_KEY, digest_mismatch, tensors_digest
-from vai.errors import UserError
 
 DEFAULT_CHANNELS = 32
 """Width of the first encoder stage; stages have 1x, 2x and 4x this (32, 64, 128 channels as Kulkarni
 et al. and VAI). A preset's ``transporter_channels`` takes precedence."""
 
-CHECKPOINT_FORMAT = "vai.transporter/2"
-"""Written into the safetensors metadata, so a loader can tell our files from any other. Version 2:
-VAI's Gaussian width convention, transport rule and refine head; version-1 files are refused."""
+CHECKPOINT = CheckpointFormat(
+    name="vai.transporter",
+    version=2,
+    kind="Transporter checkpoint",
+    fix="run the keypoints stage ('vai keypoints TASK') to write it",
+    changes="VAI's Gaussian width convention, transport rule and refine head",
+    version_in_name=True,
+)
+"""The Transporter's files: safetensors whose metadata records ``vai.transporter/2`` and the model's shape."""
 
 _PREPARE_CHUNK = 512
 """Frames resized at once when preparing a data set (bounds the float copy in memory)."""
@@ -384,21 +388,14 @@ def train_transporter(
 
 
 def save_transporter(model: Transporter, path: str | os.PathLike[str]) -> Path:
-    """Write weights and shape to a safetensors file atomically (temporary file, then rename)."""
-    path = Path(path)
-    from safetensors.torch import save_file
-
-    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
+    """Write weights and shape to a safetensors file atomically (:mod:`vai.checkpoints`)."""
+    shape = {
         "keypoints": str(model.num_keypoints),
         "size": str(model.size),
         "channels": str(model.channels),
         "keypoint_std": repr(model.keypoint_std),
-        DIGEST_KEY: tensors_digest(tensors),
     }
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
-    return path
+    return save_tensors(CHECKPOINT, model.state_dict(), shape, path)
 
 
 def load_transporter(
@@ -412,27 +409,7 @@ def load_transporter(
     ``keypoints`` and ``size``, when given, must match the file's. A missing, unreadable or
     mismatched file raises a one-line :class:`UserError` that names it and the fix.
     """
-    path = Path(path)
-    retrain = "train the keypoints stage again to rewrite it"
-    if not path.is_file():
-        raise UserError(f"no Transporter checkpoint at {path}; train the keypoints stage first")
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as reader:
-            metadata = reader.metadata() or {}
-            tensors = {name: reader.get_tensor(name) for name in reader.keys()}
-    except Exception as error:  # safetensors raises its own error type for malformed files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UserError(
-            f"{path} is not a readable Transporter checkpoint ({reason}); delete it and {retrain}"
-        ) from None
-    if str(metadata.get("format", "")).startswith("vai.transporter/") and metadata["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is a Transporter of an older format ({metadata['format']}); {retrain}")
-    if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} was not written by vai's Transporter (format {metadata.get('format')!r}); {retrain}")
-    if digest_mismatch(tensors, metadata):
-        raise UserError(f"{path} is damaged (its weights fail their checksum); delete it and {retrain}")
+    tensors, metadata = load_tensors(CHECKPOINT, path)
     try:
         model = Transporter(
             int(metadata["keypoints"]),
@@ -442,10 +419,9 @@ def load_transporter(
         )
         model.load_state_dict(tensors, strict=True)
     except (KeyError, ValueError, RuntimeError) as error:
-        reason = str(error).splitlines()[0]
-        raise UserError(f"{path} does not match the Transporter it describes ({reason}); {retrain}") from None
+        raise CHECKPOINT.mismatch(path, error) from None
     if keypoints is not None and model.num_keypoints != keypoints:
-        raise UserError(f"{path} has {model.num_keypoints} keypoints but {keypoints} are wanted; {retrain}")
+        raise CHECKPOINT.error(path, f"has {model.num_keypoints} keypoints but {keypoints} are wanted")
     if size is not None and model.size != size:
-        raise UserError(f"{path} was trained at size {model.size} but {size} is wanted; {retrain}")
+        raise CHECKPOINT.error(path, f"was trained at size {model.size} but {size} is wanted")
     return model.to(device).eval()
