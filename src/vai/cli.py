@@ -54,14 +54,13 @@ def _run_env_list(args: argparse.Namespace) -> int:
 
 
 def _run_env_show(args: argparse.Namespace) -> int:
-    from vai.config import get_task, modes_for
+    from vai.config import default_modes, get_task
     from vai.envs.gallery import show
 
     preset = get_task(args.task)
     if args.frames < 1 or args.every < 1:
         raise UserError("--frames and --every must be at least 1")
-    # `grid` is DrawerWorld's training texture, i.e. `train` again: show it once.
-    modes = args.mode or [mode for mode in modes_for(preset) if mode != "grid"]
+    modes = args.mode or default_modes(preset)
     out = args.out or Path("gallery") / f"{args.task}.png"
     path = show(args.task, modes, out, seed=args.seed, frames=args.frames, every=args.every, data_dir=args.data_dir)
     print(f"wrote {path}")

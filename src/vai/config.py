@@ -154,6 +154,27 @@ def check_mode(task: DMCTask | DrawerTask, mode: str) -> str:
     raise UserError(f"unknown mode {mode!r} for {suite}; choose one of: {valid}")
 
 
+def default_modes(task: DMCTask | DrawerTask, purpose: str = "test") -> list[str]:
+    """The modes a command uses when none are named, for ``purpose``:
+
+    - ``test`` (``vai eval``, ``vai run``'s final evaluation, ``vai env show``): every named mode but
+      DrawerWorld's ``grid``, its training texture, i.e. ``train`` again;
+    - ``training`` (the evaluations during ``vai train``): ``train``;
+    - ``masks`` (``vai masks eval`` and ``vai masks show``): for DMC ``train``, ``color_hard`` and the
+      video modes; for DrawerWorld ``train`` and the ``black``, ``blanket``, ``marble`` and ``wood``
+      textures.
+    """
+    if purpose == "test":
+        return [mode for mode in modes_for(task) if mode != "grid"]
+    if purpose == "training":
+        return ["train"]
+    if purpose == "masks":
+        if isinstance(task, DMCTask):
+            return ["train", "color_hard", *VIDEO_MODES]
+        return ["train", "black", "blanket", "marble", "wood"]
+    raise ValueError(f"unknown purpose {purpose!r}; choose one of: test, training, masks")
+
+
 # -- Vision pipeline (VAI steps 0-2) -------------------------------------------------------------
 
 KEYPOINTS: dict[str, int] = {

@@ -39,6 +39,7 @@ from vai.config import (
     RL_PRESETS,
     VISION_PRESETS,
     check_mode,
+    default_modes,
     get_rl_preset,
     get_task,
     get_vision_preset,
@@ -149,7 +150,6 @@ def run_pipeline(
         agent_directory,
         check_algorithm,
         check_rl_preset,
-        default_eval_modes,
         eval_stage,
         train_stage,
     )
@@ -209,7 +209,7 @@ def run_pipeline(
     stage("collect", frames.is_file(), collect, task, vision.collect_frames, frames, seed, data_dir, log=progress)
     stage("keypoints", counterfactual.is_file(), stages.keypoints_stage, task, vision, run, device, seed)
     stage("adapter", adapter.is_file(), stages.adapter_stage, task, vision, run, backgrounds, device, seed)
-    mask_modes = stages.default_modes(task)
+    mask_modes = default_modes(get_task(task), "masks")
     measured = (run / "masks_eval.json").is_file()
     stage(
         "masks",
@@ -244,12 +244,12 @@ def run_pipeline(
             device,
             resume,
             data_dir,
-            ["train"],
+            default_modes(get_task(task), "training"),
             tensorboard=tensorboard,
         )
         agents[algorithm] = out
     checkpoints = [out / "checkpoints" / "last.pt" for out in agents.values()]
-    modes = modes or default_eval_modes(task)
+    modes = modes or default_modes(get_task(task))
     record = stage(
         "evaluate", False, eval_stage, checkpoints, modes, rl.test_seeds, rl.test_episodes, run, data_dir, device
     )

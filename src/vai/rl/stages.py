@@ -32,10 +32,10 @@ from vai.config import (
     ALGORITHMS,
     DMCTask,
     RLPreset,
+    default_modes,
     encoder_layers,
     get_rl_preset,
     get_task,
-    modes_for,
     override,
     replay_transitions,
 )
@@ -162,7 +162,7 @@ def train_stage(
                 "first or pass --adapter"
             )
         adapter = load_adapter(adapter_path, torch_device)
-    eval_modes = eval_modes or ["train"]
+    eval_modes = eval_modes or default_modes(spec, "training")
 
     def make_training_env():
         return make_env(task, "train", data_dir=data_dir)
@@ -280,7 +280,7 @@ def eval_stage(
     torch_device = resolve_device(device)
     loaded = [(path, *load_agent(path, torch_device)) for path in checkpoints]
     for _path, _agent, payload in loaded:  # every mode and its data checked before the first episode
-        for mode in modes or default_eval_modes(payload["task"]):
+        for mode in modes or default_modes(get_task(payload["task"])):
             check_mode(get_task(payload["task"]), mode)
             check_mode_data(mode, data_dir)
     cache = VideoCache()
@@ -292,7 +292,7 @@ def eval_stage(
     pools: dict[str, str] = {}
     for _path, agent, payload in loaded:
         task = payload["task"]
-        chosen = modes or default_eval_modes(task)
+        chosen = modes or default_modes(get_task(task))
         results = evaluate(agent, task, chosen, seeds, episodes, data_dir, test_time_adaptation, cache)
         group = payload["algorithm"] + (" + PAD" if test_time_adaptation else "")
         pool = adapter_pool(_path)
@@ -341,11 +341,6 @@ def eval_stage(
     write_json_atomic(record, out / "results.json")
     write_text_atomic("\n".join(tables), out / "results.md")
     return record
-
-
-def default_eval_modes(task: str) -> list[str]:
-    """Every named mode of the task (DMC: train, colours, videos; DrawerWorld: train and the textures)."""
-    return [mode for mode in modes_for(get_task(task)) if mode != "grid"]
 
 
 def _stack(per_mode: dict, mode: str, array) -> None:

@@ -23,9 +23,6 @@ from vai.envs.random_policy import random_episode
 from vai.vision.adapter import AttentionAdapter
 from vai.vision.metrics import mask_scores
 
-EVAL_MODES = ("train", "color_hard", "video_easy", "video_hard")
-"""Modes the issue measures masks in (DrawerWorld tasks use their textures instead)."""
-
 CROP = 84
 """Agents and the adapter see the 100 -> 84 centre crop; masks are scored there."""
 

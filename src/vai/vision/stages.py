@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vai.config import KEYPOINTS, DMCTask, VisionPreset, get_task, get_vision_preset, override
+from vai.config import KEYPOINTS, VisionPreset, default_modes, get_task, get_vision_preset, override
 from vai.data.frames import (
     FrameStore,
     load_counterfactual_masks,
@@ -138,14 +138,6 @@ def _record_modes(task: str, modes: list[str], episodes: int, steps: int, seed: 
 
     cache = VideoCache()
     return [record(task, mode, episodes, steps, seed, data_dir, cache) for mode in modes]
-
-
-def default_modes(task: str) -> list[str]:
-    from vai.vision.evaluate import EVAL_MODES
-
-    if isinstance(get_task(task), DMCTask):
-        return list(EVAL_MODES)
-    return ["train", "black", "blanket", "marble", "wood"]
 
 
 def masks_eval_stage(
@@ -284,7 +276,7 @@ def _run_masks_eval(args: argparse.Namespace) -> int:
         raise UserError("--episodes and --steps must be at least 1")
     preset = override(get_vision_preset(args.preset), args.set)
     run = run_directory(args.task, args.run)
-    modes = args.mode or default_modes(args.task)
+    modes = args.mode or default_modes(get_task(args.task), "masks")
     masks_eval_stage(args.task, preset, run, modes, args.episodes, args.steps, args.seed, args.data_dir, args.device)
     print((run / "masks_eval.md").read_text(), end="")
     print(f"wrote {run / 'masks_eval.json'}")
@@ -295,6 +287,7 @@ def _run_masks_show(args: argparse.Namespace) -> int:
     get_task(args.task)
     run = run_directory(args.task, args.run)
     out = args.out or run / "masks.png"
-    path = masks_show_stage(args.task, run, args.mode or default_modes(args.task), out, args.seed, args.data_dir)
+    modes = args.mode or default_modes(get_task(args.task), "masks")
+    path = masks_show_stage(args.task, run, modes, out, args.seed, args.data_dir)
     print(f"wrote {path}")
     return 0
