@@ -1,0 +1,41 @@
+"""The benchmark scripts that only read records: run on the records the repository keeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mask_table_averages_the_recorded_seeds(tmp_path: Path) -> None:
+    records = sorted((ROOT / "results" / "mask_quality" / "before").glob("walker_walk-*.json"))
+    assert len(records) >= 2
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for path in records:
+        (folder / path.name).write_text(path.read_text())
+    # A seed whose masks hold no foreground has no precision; the table marks the mean that skips it.
+    empty = json.loads(records[0].read_text())
+    empty["seed"] = 99
+    empty["results"]["train"]["adapter"].update(iou=0.0, precision=float("nan"), recall=0.0)
+    (folder / "walker_walk-quick-seed99.json").write_text(json.dumps(empty))
+
+    script = ROOT / "benchmarks" / "mask_table.py"
+    out = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if "walker_walk" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    loaded = [json.loads(path.read_text()) for path in records]
+    seeds = ", ".join(str(r["seed"]) for r in loaded) + ", 99"
+    assert cells[2] == seeds
+    ious = [r["results"]["train"]["adapter"]["iou"] for r in loaded] + [0.0]
+    precisions = [r["results"]["train"]["adapter"]["precision"] for r in loaded]
+    recalls = [r["results"]["train"]["adapter"]["recall"] for r in loaded] + [0.0]
+    expected = (
+        f"{sum(ious) / len(ious):.2f} / {sum(precisions) / len(precisions):.2f}* / {sum(recalls) / len(recalls):.2f}"
+        f" ({', '.join(f'{iou:.2f}' for iou in ious)})"
+    )
+    assert cells[3] == expected
+    assert "*" not in cells[4]  # color_hard: every seed has a precision
