@@ -43,6 +43,7 @@ from torch import nn
 
 from vai.config import RLPreset
 from vai.crops import center_crop, random_crop
+from vai.rl.algorithms import Algorithm
 from vai.rl.augment import adapt_aug, random_shift
 from vai.vision.adapter import AttentionAdapter, place_masks
 
@@ -55,10 +56,11 @@ N(0, 1) values, made once from a fixed seed (:func:`vai.rl.augment.standard_norm
 
 
 class ObservationPipeline(nn.Module):
-    def __init__(self, algorithm: str, preset: RLPreset, adapter: AttentionAdapter | None = None):
+    def __init__(self, algorithm: Algorithm, preset: RLPreset, adapter: AttentionAdapter | None = None):
         super().__init__()
-        if (algorithm == "vai") != (adapter is not None):
-            raise ValueError("the vai algorithm needs an adapter and the others take none")
+        if algorithm.adapter != (adapter is not None):
+            needs = "needs an adapter" if algorithm.adapter else "takes no adapter"
+            raise ValueError(f"the {algorithm.name} algorithm {needs}")
         if adapter is not None and adapter.size != preset.image_size:
             raise ValueError(f"the adapter was trained at {adapter.size} px, the agent sees {preset.image_size} px")
         if preset.downsample < 1 or preset.image_size % preset.downsample:
@@ -117,15 +119,15 @@ class ObservationPipeline(nn.Module):
         ``adapter_per_crop`` each crop is adapted (and pooled) after it is cut."""
         if self.per_crop:
             return self.adapt_crops(random_crop(stored, self.size, generator))
-        if self.algorithm == "drq":
+        if self.algorithm.shift:
             centre = center_crop(stored, self.crop).float() / 255
             return random_shift(centre, max(1, DRQ_PAD // self.downsample), generator)
         return random_crop(stored, self.crop, generator).float() / 255
 
     def augment(self, view: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """What one encoder pass sees of ``view``: for ``vai`` a fresh adapt_aug of it (a new tensor),
-        for the other algorithms ``view`` itself."""
-        if self.adapter is None:
+        """What one encoder pass sees of ``view``: a fresh adapt_aug of it (a new tensor) where the
+        algorithm has ``adapt_aug`` (``vai``), else ``view`` itself."""
+        if not self.algorithm.adapt_aug:
             return view
         return adapt_aug(
             view,

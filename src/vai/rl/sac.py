@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vai.config import RLPreset, aux_tasks
+from vai.rl.algorithms import algorithm_spec
 from vai.rl.augment import random_convolution
 from vai.rl.aux import AuxiliaryHeads
 from vai.rl.encoder import PixelEncoder, mlp, orthogonal_init
@@ -116,6 +117,8 @@ class SACAgent(nn.Module):
     ):
         super().__init__()
         self.algorithm, self.preset, self.action_dim = algorithm, preset, action_dim
+        self.spec = algorithm_spec(algorithm)
+        """What the algorithm adds to SAC (:mod:`vai.rl.algorithms`)."""
         self.obs_shape, self.layers = tuple(obs_shape), tuple(layers)
         self.device = torch.device(device)
         num_layers, num_shared = layers
@@ -148,7 +151,7 @@ class SACAgent(nn.Module):
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(preset.init_temperature)))
         self.target_entropy = -float(action_dim)
-        self.observe = ObservationPipeline(algorithm, preset, adapter)
+        self.observe = ObservationPipeline(self.spec, preset, adapter)
         self.to(self.device)
 
         self.actor_optimizer = torch.optim.Adam(self._actor_parameters(), lr=preset.actor_lr, betas=(0.9, 0.999))
@@ -265,7 +268,7 @@ class SACAgent(nn.Module):
             soft_value = torch.min(target_q1, target_q2) - self.alpha.detach() * next_log_prob
             target = target_return + bootstrap * soft_value
         encoder = self.critic.encoder
-        if self.algorithm == "svea":
+        if self.spec.convolved_critic:
             augmented = random_convolution(obs, self.generator)
             trunk = encoder.trunk(torch.cat([obs, augmented]))
             features = encoder.head(trunk)

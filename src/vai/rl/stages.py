@@ -127,6 +127,7 @@ def train_stage(
     does a resumed run that has them.
     """
     from vai.envs import make_env
+    from vai.rl.algorithms import algorithm_spec
     from vai.rl.checkpoint import load_agent
     from vai.rl.envthread import EnvThread, overlap_pays
     from vai.rl.episodes import refill
@@ -155,11 +156,11 @@ def train_stage(
         # The run's own settings win over the command line's: the checkpoint holds the adapter.
         recorded = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
         seed, eval_modes = recorded.get("seed", seed), recorded.get("eval_modes", eval_modes)
-    elif algorithm == "vai":
+    elif algorithm_spec(algorithm).adapter:
         if adapter_path is None or not Path(adapter_path).is_file():
             raise UserError(
-                f"the vai agent needs an attention adapter, not found at {adapter_path}: run 'vai adapter {task}' "
-                "first or pass --adapter"
+                f"the {algorithm} agent needs an attention adapter, not found at {adapter_path}: "
+                f"run 'vai adapter {task}' first or pass --adapter"
             )
         adapter = load_adapter(adapter_path, torch_device)
     eval_modes = eval_modes or default_modes(spec, "training")
