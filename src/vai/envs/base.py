@@ -19,6 +19,10 @@ ACTION_TOLERANCE = 1e-6
 """Actions this far outside the bounds (float rounding of a tanh policy) are clipped, not refused."""
 
 
+class EnvironmentClosed(gym.error.ClosedEnvironmentError, RuntimeError):
+    """``reset``, ``step`` or ``render`` of an environment after its ``close``."""
+
+
 class PixelEnv(gym.Env):
     """Base class: a simulator seen through a camera, one test mode at a time.
 
@@ -28,6 +32,9 @@ class PixelEnv(gym.Env):
 
     Actions outside the action space are refused (``ValueError``), never silently clipped; clip a
     scripted policy's output (Meta-World's expert policies exceed [-1, 1]) before stepping.
+
+    ``close`` frees the GL context and the simulator; closing twice is harmless, and ``reset``,
+    ``step`` or ``render`` after it raise :class:`EnvironmentClosed`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -56,6 +63,7 @@ class PixelEnv(gym.Env):
         self._steps = 0
         self._episode = 0
         self._needs_reset = True
+        self._closed = False
 
     # -- hooks for subclasses -------------------------------------------------------------------
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -85,12 +93,16 @@ class PixelEnv(gym.Env):
     def _after_step(self) -> None:
         """Advance per-step visuals (the background video)."""
 
+    def _free(self) -> None:
+        """Free the renderer and the simulator (called once, by ``close``)."""
+
     # -- Gymnasium API --------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
         """Use ``mode`` from the next reset on (modes switch between episodes, never within one)."""
         self._pending_mode = self._check_mode(mode)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._check_open()
         super().reset(seed=seed)
         if options and "mode" in options:
             self.set_mode(options["mode"])
@@ -115,6 +127,7 @@ class PixelEnv(gym.Env):
         return self._observation(), self._info(info)
 
     def step(self, action):
+        self._check_open()
         if self._needs_reset:
             raise gym.error.ResetNeeded("call reset() first: the episode has not started or has ended")
         action = self._check_action(action)
@@ -138,11 +151,24 @@ class PixelEnv(gym.Env):
 
     def render(self):
         """The latest frame as (H, W, 3) uint8, as the agent saw it (``render_mode='rgb_array'``)."""
+        self._check_open()
         if self._last_rgb is None:
             raise gym.error.ResetNeeded("call reset() before render()")
         return self._last_rgb.copy()
 
+    def close(self) -> None:
+        """Free the GL context and the simulator; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        self._free()
+        super().close()
+
     # -- helpers --------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EnvironmentClosed("this environment is closed: make a new one with vai.make_env(...)")
+
     def _observe(self) -> tuple[np.ndarray, np.ndarray | None]:
         rgb, mask = self._draw()
         self._last_rgb = rgb

@@ -141,6 +141,5 @@ class DMCEnv(PixelEnv):
             info["video_frame"] = self._video.frame_index
         return super()._info(info)
 
-    def close(self) -> None:
+    def _free(self) -> None:
         self._renderer.close()
-        super().close()

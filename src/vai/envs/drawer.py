@@ -123,7 +123,6 @@ class DrawerEnv(PixelEnv):
         rgb, segments = self._renderer.render(self._data, segmentation=self.want_foreground_mask)
         return rgb, None if segments is None else self._foreground(segments)
 
-    def close(self) -> None:
+    def _free(self) -> None:
         self._renderer.close()
         self._sim.close()
-        super().close()
