@@ -8,11 +8,12 @@ Import this module only after :func:`vai.envs.gl.ensure_backend`.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping
 
 import mujoco
 import numpy as np
+
+from vai.envs import contexts
 
 _GEOM = int(mujoco.mjtObj.mjOBJ_GEOM)
 _SITE = int(mujoco.mjtObj.mjOBJ_SITE)
@@ -31,41 +32,70 @@ def free_camera(azimuth: float, elevation: float, distance: float, lookat: Itera
 
 
 class SceneRenderer:
-    """Renders one model from one camera into ``size`` x ``size`` uint8 images."""
+    """Renders one model from one camera into ``size`` x ``size`` uint8 images.
+
+    The GL context is made at the first render, in the process that renders, and made again after
+    :meth:`release` (which :mod:`vai.envs.contexts` calls before a fork and at exit); it uploads the
+    model's textures as they are then, so edits to ``model.tex_data`` carry over.
+    """
 
     def __init__(self, model: mujoco.MjModel, size: int, camera: int | Mapping[str, object]):
         self._model = model
-        self._renderer = mujoco.Renderer(model, size, size)
-        # Free the GL context when this object dies or, at the latest, at interpreter exit while EGL
-        # is still loaded (MuJoCo's own __del__ runs too late then and prints EGL errors).
-        self._finalizer = weakref.finalize(self, self._renderer.close)
+        self._size = size
         self._camera = camera if isinstance(camera, int) else free_camera(**camera)
+        self._renderer: mujoco.Renderer | None = None
+        self._closed = False
+        contexts.track(self)
+
+    def _context(self) -> mujoco.Renderer:
+        if self._closed:
+            raise RuntimeError("this renderer is closed")
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self._model, self._size, self._size)
+            contexts.context_made()
+        return self._renderer
 
     def render(self, data: mujoco.MjData, segmentation: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Colour image (H, W, 3) uint8 and, if asked, segmentation (H, W, 2) int32: id and type.
 
         The scene is updated once and drawn twice, so both images show the same instant.
         """
-        renderer = self._renderer
-        renderer.update_scene(data, camera=self._camera)
-        rgb = renderer.render()
-        if not segmentation:
-            return rgb, None
-        renderer.enable_segmentation_rendering()
+        renderer = self._context()
         try:
-            segments = renderer.render()
+            renderer.update_scene(data, camera=self._camera)
+            rgb = renderer.render()
+            if not segmentation:
+                return rgb, None
+            renderer.enable_segmentation_rendering()
+            try:
+                segments = renderer.render()
+            finally:
+                renderer.disable_segmentation_rendering()
+            return rgb, segments
         finally:
-            renderer.disable_segmentation_rendering()
-        return rgb, segments
+            contexts.let_go()
 
     def upload_texture(self, texture_id: int) -> None:
         """Push ``model.tex_data`` of one texture to the GL context (after editing it in place)."""
+        if self._renderer is None:
+            return  # the context, once made, starts from the model's textures as they are then
         # Several environments (GL contexts) may live in one process: upload into our own.
         self._renderer._gl_context.make_current()
-        mujoco.mjr_uploadTexture(self._model, self._renderer._mjr_context, texture_id)
+        try:
+            mujoco.mjr_uploadTexture(self._model, self._renderer._mjr_context, texture_id)
+        finally:
+            contexts.let_go()
+
+    def release(self) -> None:
+        """Free the GL context now; the next render makes a new one."""
+        renderer, self._renderer = self._renderer, None
+        if renderer is not None:
+            renderer.close()
 
     def close(self) -> None:
-        self._finalizer()
+        """Free the GL context for good (closing twice is harmless)."""
+        self._closed = True
+        self.release()
 
 
 class ForegroundIndex:
