@@ -54,7 +54,7 @@ def main() -> None:
     for folder in args.folders:
         for (task, preset), records in sorted(load_records(folder).items()):
             commits = ", ".join(sorted({record["commit"] for record in records}))
-            pool = ", ".join(sorted({record["backgrounds"] for record in records}))
+            pool = ", ".join(sorted({record["backgrounds"].split(" (")[0] for record in records}))
             seeds = ", ".join(str(record["seed"]) for record in records)
             label = f"{folder.name} ({preset}, {pool}, {commits})"
             cells = " | ".join(cell(records, mode, args.source) for mode in MODES)
