@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vai.atomic import atomic_write
+from vai.run_dir import AgentDir, eval_log
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -22,14 +23,14 @@ def curves(agent_dirs: dict[str, Path]) -> dict[str, dict[str, tuple[np.ndarray,
     found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for name, directory in agent_dirs.items():
         series = {}
-        for path in sorted(directory.glob("eval_*.csv")):
+        for mode, path in AgentDir(directory).eval_logs().items():
             rows = read_rows(path)
             if rows:
-                series[path.stem.removeprefix("eval_")] = (
+                series[mode] = (
                     np.array([float(row["frames"]) for row in rows]),
                     np.array([float(row["return"]) for row in rows]),
                 )
-        rows = read_rows(directory / "train.csv")
+        rows = read_rows(AgentDir(directory).train_log)
         if rows:
             series["training episodes"] = (
                 np.array([float(row["frames"]) for row in rows]),
@@ -79,7 +80,7 @@ def learning_summary(agent_dir: Path, mode: str = "train") -> dict[str, float] |
     return of the first and of the last :data:`EPISODES_COMPARED` training episodes (the first
     ones act at random, so they are the baseline the policy has to beat); None without an
     evaluation."""
-    rows = read_rows(agent_dir / f"eval_{mode}.csv")
+    rows = read_rows(AgentDir(agent_dir).log(eval_log(mode)))
     if not rows:
         return None
     summary = {
@@ -89,7 +90,7 @@ def learning_summary(agent_dir: Path, mode: str = "train") -> dict[str, float] |
         "last_frames": float(rows[-1]["frames"]),
         "last_return": float(rows[-1]["return"]),
     }
-    episodes = [float(row["return"]) for row in read_rows(agent_dir / "train.csv")]
+    episodes = [float(row["return"]) for row in read_rows(AgentDir(agent_dir).train_log)]
     if len(episodes) >= 2 * EPISODES_COMPARED:
         summary["first_episodes"] = float(np.mean(episodes[:EPISODES_COMPARED]))
         summary["last_episodes"] = float(np.mean(episodes[-EPISODES_COMPARED:]))

@@ -22,6 +22,7 @@ import numpy as np
 
 from vai.atomic import write_text_atomic
 from vai.errors import UserError
+from vai.run_dir import AgentDir
 
 
 def check_tensorboard() -> None:
@@ -38,7 +39,8 @@ def _cell(value: float) -> str:
 
 
 class RunLogger:
-    """Writes ``{group}.csv`` per metric group and, with ``tensorboard``, TensorBoard scalars ``{group}/{key}``.
+    """Writes ``{group}.csv`` per metric group into an agent's directory (:class:`vai.run_dir.AgentDir`) and,
+    with ``tensorboard``, TensorBoard scalars ``{group}/{key}``.
 
     With ``resume_step``, rows logged after that step (by the run being resumed) are dropped now and new rows
     are appended; without it, a group's existing CSV is replaced at its first log, as a fresh run should.
@@ -51,6 +53,7 @@ class RunLogger:
         if tensorboard:
             check_tensorboard()
         self.directory = Path(directory)
+        self.agent_dir = AgentDir(self.directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._columns: dict[str, list[str]] = {}
         self._files: dict[str, TextIO] = {}
@@ -63,7 +66,7 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             purge_step = 0 if resume_step is None else resume_step + 1
-            self._events = SummaryWriter(str(self.directory / "tensorboard"), purge_step=purge_step)
+            self._events = SummaryWriter(str(self.agent_dir.tensorboard), purge_step=purge_step)
             self._events.flush()
 
     def _truncate(self, path: Path, resume_step: int) -> None:
@@ -88,7 +91,7 @@ class RunLogger:
         if "step" in metrics:
             raise ValueError(f"metric group {group!r}: 'step' is the step column, not a metric name")
         if group not in self._files:
-            path = self.directory / f"{group}.csv"
+            path = self.agent_dir.log(group)
             resumed = group in self._columns
             self._files[group] = path.open("a" if resumed else "w", newline="")
             if not resumed:
@@ -110,7 +113,7 @@ class RunLogger:
     def _widen(self, group: str, new: list[str]) -> None:
         """Add columns to a group's CSV (earlier rows get empty cells), e.g. losses that start after the
         random-action phase; the file is rewritten once, atomically."""
-        path = self.directory / f"{group}.csv"
+        path = self.agent_dir.log(group)
         self._files.pop(group).close()
         rows = list(csv.reader(io.StringIO(path.read_text())))
         self._columns[group] = [*self._columns[group], *new]

@@ -37,6 +37,7 @@ from vai.rl.episodes import EpisodeRecorder
 from vai.rl.logger import Progress, RunLogger
 from vai.rl.observe import StoredStack
 from vai.rl.replay import ReplayBuffer
+from vai.run_dir import TRAIN_LOG, AgentDir, eval_log
 
 
 @dataclass
@@ -82,7 +83,8 @@ class Trainer:
     logger: RunLogger
     preset: RLPreset
     action_repeat: int
-    run: Path
+    directory: Path
+    """The agent's directory (:class:`vai.run_dir.AgentDir`): checkpoints and the replay's episodes."""
     task: str
     seed: int
     evaluate: Callable[[Any], dict[str, dict[str, float]]] | None = None
@@ -93,6 +95,10 @@ class Trainer:
     def total_steps(self) -> int:
         return self.preset.train_steps
 
+    @property
+    def agent_dir(self) -> AgentDir:
+        return AgentDir(Path(self.directory))
+
     def train(self, state: LoopState | None = None) -> LoopState:
         preset = self.preset
         state = state or LoopState(next_eval=preset.eval_every, next_checkpoint=preset.checkpoint_every)
@@ -101,7 +107,7 @@ class Trainer:
             action_rng.bit_generator.state = state.action_rng
         if state.replay_rng is not None:
             self.buffer.generator.set_state(state.replay_rng)
-        recorder = EpisodeRecorder(self.run / "replay")
+        recorder = EpisodeRecorder(self.agent_dir.replay)
         progress = Progress(self.total_steps, initial=state.step, enabled=self.progress)
         space = self.env.action_space
         self.agent.augmenting = preset.adapt_aug_when_acting  # VAI's agent augments in every pass
@@ -152,7 +158,7 @@ class Trainer:
             }
             row.update({name: float(total) / counts[name] for name, total in sums.items()})
             self._guard(row, state)
-            self.logger.log("train", state.step, row)
+            self.logger.log(TRAIN_LOG, state.step, row)
             if state.step >= state.next_eval or state.step >= self.total_steps:
                 self._evaluate(state)
                 state.next_eval = self._after(state.step, state.next_eval, preset.eval_every)
@@ -161,7 +167,7 @@ class Trainer:
                 self.checkpoint(state, action_rng)
         progress.close()
         self.agent.augmenting = False  # the trained agent acts as 'vai eval' loads it
-        shutil.rmtree(self.run / "replay", ignore_errors=True)  # only a resume needs it
+        shutil.rmtree(self.agent_dir.replay, ignore_errors=True)  # only a resume needs it
         return state
 
     @staticmethod
@@ -175,12 +181,12 @@ class Trainer:
         if self.evaluate is None:
             return
         for mode, scores in self.evaluate(self.agent).items():
-            self.logger.log(f"eval_{mode}", state.step, {"frames": state.step * self.action_repeat, **scores})
+            self.logger.log(eval_log(mode), state.step, {"frames": state.step * self.action_repeat, **scores})
 
-    def checkpoint(self, state: LoopState, action_rng: np.random.Generator, name: str = "last.pt") -> Path:
+    def checkpoint(self, state: LoopState, action_rng: np.random.Generator) -> Path:
         state.action_rng = action_rng.bit_generator.state
         state.replay_rng = self.buffer.generator.get_state()
-        return save_checkpoint(self.agent, self.run / "checkpoints" / name, self.task, asdict(state))
+        return save_checkpoint(self.agent, self.agent_dir.checkpoint, self.task, asdict(state))
 
     def _guard(self, row: dict[str, float], state: LoopState) -> None:
         """Stop on a NaN or infinite loss or return (averaged per episode, so read once per episode)."""
@@ -189,8 +195,8 @@ class Trainer:
             self._diverged(state, bad)
 
     def _diverged(self, state: LoopState, bad: list[str]) -> None:
-        path = save_checkpoint(self.agent, self.run / "checkpoints" / "diverged.pt", self.task, asdict(state))
-        last = self.run / "checkpoints" / "last.pt"
+        path = save_checkpoint(self.agent, self.agent_dir.diverged, self.task, asdict(state))
+        last = self.agent_dir.checkpoint
         raise TrainingDiverged(
             f"training diverged at agent step {state.step}: {', '.join(bad)} not finite; the state is in {path}"
             + (f", the last good checkpoint in {last}" if last.is_file() else "")
