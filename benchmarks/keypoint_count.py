@@ -27,6 +27,7 @@ import torch
 from vai.config import get_vision_preset, override
 from vai.data.frames import load_frames, load_masks, masks_path
 from vai.machine import checkout_commit, keep_freed_memory
+from vai.run_dir import RunDir
 from vai.vision.choose_k import KeypointRow, choose_keypoints
 from vai.vision.collect import collect
 from vai.vision.metrics import mask_scores
@@ -42,7 +43,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="Transporter seeds per k (>= 2)")
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--set", nargs="+", default=None, metavar="KEY=VALUE")
-    parser.add_argument("--run", type=Path, default=None, help="run directory with frames.npz (default: runs/TASK)")
+    parser.add_argument(
+        "--run", type=Path, default=None, help="run directory with frames.npz (default: runs/TASK-PRESET)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--collect-seed", type=int, default=0, help="seed of the frames, if they are collected")
     parser.add_argument("--every", type=int, default=4, help="mask and score every n-th frame (speed)")
@@ -50,8 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()  # as the vai command does
     preset = override(get_vision_preset(args.preset), args.set)
-    run = args.run or Path("runs") / args.task
-    frames_path = run / "frames.npz"
+    frames_path = RunDir.at(args.run, args.task, preset.name).frames
     if not frames_path.is_file():
         collect(args.task, preset.collect_frames, frames_path, args.collect_seed)
     store = load_frames(frames_path)

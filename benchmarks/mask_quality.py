@@ -26,13 +26,16 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from vai.config import KEYPOINTS, get_vision_preset, override
+from vai.context import RunContext
 from vai.machine import checkout_commit, keep_freed_memory
 from vai.pipeline import default_backgrounds
+from vai.run_dir import RunDir
 from vai.vision import stages
 from vai.vision.backgrounds import describe_pool
 from vai.vision.collect import collect
@@ -60,38 +63,36 @@ def timed(label: str, times: dict, function, *args, **kwargs):
 
 def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict:
     preset = override(get_vision_preset(args.preset), args.set)
-    run = Path(args.runs) / f"{task}-{preset.name}-seed{args.seed}"
-    run.mkdir(parents=True, exist_ok=True)
+    run = RunDir(Path(args.runs) / f"{task}-{preset.name}-seed{args.seed}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    context = RunContext.create(task, run, seed=args.seed, device=args.device, data_dir=data_dir)
     times: dict[str, float] = {}
-    print(f"{task}: preset {preset.name}, k={KEYPOINTS[task]}, run directory {run}", flush=True)
+    print(f"{task}: preset {preset.name}, k={KEYPOINTS[task]}, run directory {run.path}", flush=True)
     fresh = args.fresh
-    if fresh or not (run / stages.FRAMES).is_file():
-        for stale in run.glob("*"):
+    if fresh or not run.frames.is_file():
+        for stale in run.path.glob("*"):
             stale.unlink()
-        timed("collect", times, collect, task, preset.collect_frames, run / stages.FRAMES, args.seed, data_dir)
+        timed("collect", times, collect, task, preset.collect_frames, run.frames, args.seed, data_dir)
         fresh = True
-    if fresh or not (run / stages.COUNTERFACTUAL).is_file():
-        timed("keypoints", times, stages.keypoints_stage, task, preset, run, args.device, args.seed)
+    if fresh or not run.counterfactual.is_file():
+        timed("keypoints", times, stages.keypoints_stage, context, preset)
         fresh = True
-    if fresh or not (run / stages.ADAPTER).is_file():
-        timed("adapter", times, stages.adapter_stage, task, preset, run, args.backgrounds, args.device, args.seed)
+    if fresh or not run.adapter.is_file():
+        timed("adapter", times, stages.adapter_stage, context, preset, backgrounds=args.backgrounds)
+    measuring = replace(context, seed=stages.MEASUREMENT_SEED)
     results = timed(
         "masks eval",
         times,
         stages.masks_eval_stage,
-        task,
+        measuring,
         preset,
-        run,
-        list(TARGETS),
-        args.episodes,
-        args.steps,
-        1000,
-        data_dir,
-        args.device,
+        modes=list(TARGETS),
+        episodes=args.episodes,
+        steps=args.steps,
     )
     pool = describe_pool(args.backgrounds)
     print(markdown_table(results, f"{task} ({preset.name} preset, seed {args.seed}, adapter backgrounds: {pool})"))
-    sweep = json.loads((run / "masks_eval.json").read_text()).get("adapter_by_threshold", {})
+    sweep = json.loads(run.masks_eval.read_text()).get("adapter_by_threshold", {})
     print(sweep_table(sweep, f"{task}: adapter masks by threshold (IoU / precision / recall)"))
     missed = []
     for mode, least in TARGETS.items():
@@ -116,7 +117,7 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         "adapter_by_threshold": sweep,
         "missed": missed,
     }
-    (run / "mask_quality.json").write_text(json.dumps(record, indent=2) + "\n")
+    (run.path / "mask_quality.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.record:
         args.record.mkdir(parents=True, exist_ok=True)
         (args.record / f"{task}-{preset.name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -296,7 +296,7 @@ def test_cli_collects_to_the_default_path_and_prints_what_it_wrote(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["collect", TASK, "--frames", "12", "--seed", "2"])
     assert args.func(args) == 0
-    out = Path("runs") / TASK / "frames.npz"
+    out = Path("runs") / f"{TASK}-paper" / "frames.npz"  # runs/TASK-PRESET, the preset's default: paper
     assert len(load_frames(out)) == 12 and load_frames(out).metadata["seed"] == 2
     printed = capsys.readouterr().out
     assert f"wrote {out}: 12 frames, 1 episodes" in printed and "frames.masks.npz" in printed

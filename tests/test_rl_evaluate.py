@@ -58,11 +58,13 @@ def test_video_easy_seed_i_plays_clip_i_and_a_seed_without_its_clip_is_not_evalu
 
 
 def test_eval_results_name_the_seeds_they_cover(data_dir, tmp_path):
+    from vai.context import RunContext
     from vai.rl.checkpoint import save_checkpoint
     from vai.rl.stages import eval_stage
 
     checkpoint = save_checkpoint(tiny_agent(), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
-    record = eval_stage([checkpoint], ["train", "video_easy"], 4, 1, tmp_path, data_dir)
+    context = RunContext.create(None, tmp_path, data_dir=data_dir)  # the checkpoint names its task
+    record = eval_stage(context, [checkpoint], modes=["train", "video_easy"], seeds=4, episodes=1)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results == json.loads(json.dumps(record))
     group = "vai"  # the algorithm of the checkpoint

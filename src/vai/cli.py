@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vai",
         description="Visual attention and invariance for reinforcement learning (VAI, CVPR 2021).",
+        epilog="The stage commands and 'vai run' work in the run directory runs/TASK-PRESET unless given --run.",
     )
     parser.add_argument("--version", action="version", version=f"vai {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,14 +7,9 @@ directory is reused, and an interrupted RL stage resumes from its checkpoint, so
 (a time limit on a GPU machine) is simply run again; with other settings it is refused (only the
 device, the baselines and the final evaluation's size may change). ``--fresh`` starts over.
 Baselines (``--baseline sac``) train in the same directory with the same settings, differing only
-in the algorithm.
-
-    RUN/run.json             every resolved setting
-    RUN/frames.npz ...       vision stages (see vai.vision.stages)
-    RUN/masks_eval.md, RUN/masks.png
-    RUN/vai-seedS/ ...       the agent (config, logs, checkpoints); baselines beside it
-    RUN/curves.png           learning curves; RUN/adapted.mp4: raw | mask | adapted in a test mode
-    RUN/results.json, RUN/results.md, RUN/report.md
+in the algorithm. What the run directory holds is in :mod:`vai.run_dir`; besides the stages' files,
+``run.json`` (every resolved setting), the learning curves, a video of what the policy sees in a test
+mode and ``report.md``, which ties them together.
 
 Example::
 
@@ -29,6 +24,7 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +41,9 @@ from vai.config import (
     get_vision_preset,
     override,
 )
+from vai.context import RunContext
 from vai.errors import UserError
-from vai.machine import resolve_device
+from vai.run_dir import AgentDir, RunDir
 
 
 def split_overrides(assignments: list[str] | None) -> tuple[list[str], list[str]]:
@@ -129,33 +126,26 @@ def check_same_settings(path: Path, config: dict[str, Any]) -> None:
 
 
 def run_pipeline(
-    task: str,
+    context: RunContext,
     preset_name: str,
-    run: Path,
-    device: str = "cpu",
-    seed: int = 0,
+    *,
     overrides: list[str] | None = None,
     baselines: list[str] | None = None,
     backgrounds: Path | None = None,
-    data_dir=None,
     modes: list[str] | None = None,
     log=print,
     fresh: bool = False,
     tensorboard: bool = False,
 ) -> dict[str, Any]:
-    """Every stage of VAI for ``task`` into ``run``; returns the contents of results.json. ``modes``:
-    the final evaluation's (default: all of the task's). ``fresh`` deletes ``run`` first, once the
-    arguments are known to be valid. ``tensorboard``: the agents also log TensorBoard event files."""
-    from vai.rl.stages import (
-        agent_directory,
-        check_algorithm,
-        check_rl_preset,
-        eval_stage,
-        train_stage,
-    )
+    """Every stage of VAI for the context's task into its run directory; returns the contents of
+    results.json. ``modes``: the final evaluation's (default: all of the task's). ``fresh`` deletes the
+    run directory first, once the arguments are known to be valid. ``tensorboard``: the agents also
+    log TensorBoard event files."""
+    from vai.rl.stages import check_algorithm, check_rl_preset, eval_stage, train_stage
     from vai.vision import stages
+    from vai.vision.collect import collect
 
-    get_task(task)
+    task, run = context.task, context.run
     if tensorboard:
         from vai.rl.logger import check_tensorboard
 
@@ -167,31 +157,30 @@ def run_pipeline(
     baselines = [check_algorithm(name) for name in baselines or []]
     if "vai" in baselines:
         raise UserError("--baseline takes the algorithms compared with vai: " + ", ".join(ALGORITHMS[1:]))
-    backgrounds = backgrounds or default_backgrounds(data_dir)
+    backgrounds = backgrounds or default_backgrounds(context.data_dir)
     for mode in modes or []:
         check_mode(get_task(task), mode)
-    resolve_device(device)
-    if fresh and run.exists():
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
+    if fresh and run.path.exists():
+        shutil.rmtree(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
     config = {
         "task": task,
         "preset": preset_name,
-        "seed": seed,
-        "device": device,
+        "seed": context.seed,
+        "device": str(context.device),
         "keypoints": KEYPOINTS[task],
         "backgrounds": str(backgrounds) if backgrounds else "procedural",
         "baselines": baselines,
         "vision": dataclasses.asdict(vision),
         "rl": dataclasses.asdict(rl),
     }
-    check_same_settings(run / "run.json", config)
-    write_json_atomic(config, run / "run.json")
+    check_same_settings(run.config, config)
+    write_json_atomic(config, run.config)
     seconds: dict[str, float] = {}
 
-    def stage(name: str, done: bool, function, *args, **kwargs):
+    def stage(name: str, done: bool, function: Callable[..., Any], *args, **kwargs) -> Any:
         if done:
-            log(f"[{name}] reusing what {run} holds")
+            log(f"[{name}] reusing what {run.path} holds")
             return None
         log(f"[{name}] ...")
         start = time.perf_counter()
@@ -200,97 +189,97 @@ def run_pipeline(
         log(f"[{name}] done in {seconds[name]:.0f} s")
         return result
 
-    from vai.vision.collect import collect
-
     def progress(message: str) -> None:
         log(f"  {message}")
 
-    frames, counterfactual, adapter = run / stages.FRAMES, run / stages.COUNTERFACTUAL, run / stages.ADAPTER
-    stage("collect", frames.is_file(), collect, task, vision.collect_frames, frames, seed, data_dir, log=progress)
-    stage("keypoints", counterfactual.is_file(), stages.keypoints_stage, task, vision, run, device, seed)
-    stage("adapter", adapter.is_file(), stages.adapter_stage, task, vision, run, backgrounds, device, seed)
+    stage(
+        "collect",
+        run.frames.is_file(),
+        collect,
+        task,
+        frames=vision.collect_frames,
+        out=run.frames,
+        seed=context.seed,
+        data_dir=context.data_dir,
+        log=progress,
+    )
+    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
+    stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
+    # The masks are measured on episodes of their own seeds, whatever the run's seed.
+    measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
     mask_modes = default_modes(get_task(task), "masks")
-    measured = (run / "masks_eval.json").is_file()
     stage(
         "masks",
-        measured,
+        run.masks_eval.is_file(),
         stages.masks_eval_stage,
-        task,
+        measuring,
         vision,
-        run,
-        mask_modes,
-        vision.mask_eval_episodes,
-        vision.mask_eval_steps,
-        data_dir=data_dir,
-        device=device,
+        modes=mask_modes,
+        episodes=vision.mask_eval_episodes,
+        steps=vision.mask_eval_steps,
     )
-    if not (run / "masks.png").is_file():
-        stages.masks_show_stage(task, run, mask_modes, run / "masks.png", data_dir=data_dir)
+    if not run.masks_picture.is_file():
+        stages.masks_show_stage(measuring, modes=mask_modes)
 
     agents = {}
     for algorithm in ["vai", *baselines]:
-        out = agent_directory(task, algorithm, seed, run, None)
-        resume = (out / "checkpoints" / "last.pt").is_file()
+        out = run.agent(algorithm, context.seed)
+        resume = out.checkpoint.is_file()
         stage(
             f"train {algorithm}",
             False,
             train_stage,
-            task,
-            algorithm,
+            context,
             rl,
-            out,
-            adapter,
-            seed,
-            device,
-            resume,
-            data_dir,
-            default_modes(get_task(task), "training"),
+            algorithm=algorithm,
+            resume=resume,
             tensorboard=tensorboard,
         )
         agents[algorithm] = out
-    checkpoints = [out / "checkpoints" / "last.pt" for out in agents.values()]
+    checkpoints = [out.checkpoint for out in agents.values()]
     modes = modes or default_modes(get_task(task))
-    record = stage(
-        "evaluate", False, eval_stage, checkpoints, modes, rl.test_seeds, rl.test_episodes, run, data_dir, device
-    )
-    _finish(task, run, agents, config, seconds, data_dir, device, log)
+    seeds, episodes = rl.test_seeds, rl.test_episodes
+    record = stage("evaluate", False, eval_stage, context, checkpoints, modes=modes, seeds=seeds, episodes=episodes)
+    _finish(context, agents, config, seconds, log)
     return record
 
 
-def _finish(task, run: Path, agents: dict[str, Path], config, seconds, data_dir, device, log) -> None:
+def _finish(context: RunContext, agents: dict[str, AgentDir], config, seconds, log) -> None:
     from vai.config import DMCTask
     from vai.report import learning_summary, plot_curves
     from vai.rl.checkpoint import load_agent
     from vai.rl.showcase import record_showcase
 
-    plot_curves(agents, run / "curves.png", f"{task} ({config['preset']} preset)")
-    agent, _ = load_agent(agents["vai"] / "checkpoints" / "last.pt", device)
+    task, run = context.task, context.run
+    directories = {name: out.path for name, out in agents.items()}
+    plot_curves(directories, run.curves, f"{task} ({config['preset']} preset)")
+    agent, _ = load_agent(agents["vai"].checkpoint, context.device)
     mode = "video_hard" if isinstance(get_task(task), DMCTask) else "marble"
-    record_showcase(agent, task, mode, run / "adapted.mp4", steps=100, data_dir=data_dir)
-    learned = {name: learning_summary(out) for name, out in agents.items()}
+    record_showcase(agent, task, mode, run.showcase, steps=100, data_dir=context.data_dir)
+    learned = {name: learning_summary(path) for name, path in directories.items()}
     write_report(run, task, config, seconds, learned, mode)
-    log(f"wrote {run / 'report.md'}")
+    log(f"wrote {run.report}")
 
 
-def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
+def write_report(run: RunDir, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
     from vai.atomic import write_text_atomic
     from vai.report import EPISODES_COMPARED
     from vai.vision.backgrounds import describe_pool
 
+    settings, masks, curves, video = run.config.name, run.masks_picture.name, run.curves.name, run.showcase.name
     lines = [f"# vai run: {task}", ""]
     lines.append(
         f"Preset `{config['preset']}`, seed {config['seed']}, device `{config['device']}`, "
         f"{config['keypoints']} keypoints, adapter backgrounds: {describe_pool(config['backgrounds'])}. "
-        "Every setting: [run.json](run.json)."
+        f"Every setting: [{settings}]({settings})."
     )
     lines += ["", "Stage times (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]
-    lines += ["## Attention", "", (run / "masks_eval.md").read_text(), "", "![masks](masks.png)", ""]
+    lines += ["## Attention", "", run.masks_table.read_text(), "", f"![masks]({masks})", ""]
     lines += [
-        f"What the policy sees in `{showcase_mode}`: [adapted.mp4](adapted.mp4) "
-        "(observation | adapter mask | adapted input).",
+        f"What the policy sees in `{showcase_mode}`: [{video}]({video}) (observation | adapter mask | adapted input).",
         "",
     ]
-    lines += ["## Learning", "", "![learning curves](curves.png)", ""]
+    lines += ["## Learning", "", f"![learning curves]({curves})", ""]
     for name, summary in learned.items():
         if summary:
             line = (
@@ -304,8 +293,8 @@ def write_report(run: Path, task: str, config: dict, seconds: dict, learned: dic
                     f"{EPISODES_COMPARED}) -> {summary['last_episodes']:.0f} (mean of the last {EPISODES_COMPARED})"
                 )
             lines.append(line)
-    lines += ["", "## Generalisation", "", (run / "results.md").read_text(), ""]
-    return write_text_atomic("\n".join(lines), run / "report.md")
+    lines += ["", "## Generalisation", "", run.results_table.read_text(), ""]
+    return write_text_atomic("\n".join(lines), run.report)
 
 
 # -- command line -----------------------------------------------------------------------------------
@@ -342,20 +331,17 @@ def add_run_command(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     get_task(args.task)
     get_vision_preset(args.preset)
-    run = args.run or Path("runs") / f"{args.task}-{args.preset}"
+    run = RunDir.at(args.run, args.task, args.preset)
+    context = RunContext.create(args.task, run, seed=args.seed, device=args.device, data_dir=args.data_dir)
     run_pipeline(
-        args.task,
+        context,
         args.preset,
-        run,
-        args.device,
-        args.seed,
-        args.set,
-        args.baseline,
-        args.backgrounds,
-        args.data_dir,
-        args.mode,
+        overrides=args.set,
+        baselines=args.baseline,
+        backgrounds=args.backgrounds,
+        modes=args.mode,
         fresh=args.fresh,
         tensorboard=args.tensorboard,
     )
-    print((run / "results.md").read_text(), end="")
+    print(run.results_table.read_text(), end="")
     return 0

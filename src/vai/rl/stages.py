@@ -1,19 +1,16 @@
 """``vai train`` and ``vai eval``: the RL stage over a run directory, as library functions and commands.
 
-An agent's directory (default ``RUN/ALGORITHM-seedSEED`` beside the vision stages' files)::
-
-    config.json                 resolved settings of the run
-    train.csv, eval_MODE.csv    one row per episode / per evaluation
-    tensorboard/                the same scalars as TensorBoard event files (with --tensorboard)
-    checkpoints/last.pt         latest checkpoint (atomic); --resume continues from it
-    replay/                     finished episodes, to refill the replay buffer on --resume (removed at the end)
+An agent trains into its own directory (:class:`vai.run_dir.AgentDir`, default ``RUN/ALGORITHM-seedSEED``
+beside the vision stages' files): its settings, one CSV per metric group (TensorBoard files with
+``--tensorboard``), ``checkpoints/last.pt``, from which ``--resume`` continues, and while it is
+unfinished the episodes that refill its replay buffer on resume.
 
 Examples::
 
     vai train cartpole_balance --algo vai --preset quick          # needs RUN/adapter.safetensors
     vai train cartpole_balance --algo sac --preset paper --device cuda --resume
     vai train cartpole_balance --algo sac --preset quick --tensorboard     # needs pip install vai[tensorboard]
-    vai eval runs/cartpole_balance/vai-seed0/checkpoints/last.pt --mode train color_hard video_easy
+    vai eval runs/cartpole_balance-quick/vai-seed0/checkpoints/last.pt --mode train color_hard video_easy
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,16 +36,14 @@ from vai.config import (
     override,
     replay_transitions,
 )
+from vai.context import RunContext
 from vai.errors import UserError
-from vai.machine import resolve_device
+from vai.run_dir import AgentDir, RunDir
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-
-
-def agent_directory(task: str, algorithm: str, seed: int, run: str | Path | None, out: str | Path | None) -> Path:
-    if out:
-        return Path(out)
-    return (Path(run) if run else Path("runs") / task) / f"{algorithm}-seed{seed}"
+if TYPE_CHECKING:
+    from vai.rl.loop import LoopState
+    from vai.rl.replay import ReplayBuffer
+    from vai.rl.sac import SACAgent
 
 
 def check_algorithm(algorithm: str) -> str:
@@ -104,168 +99,241 @@ def resumed_preset(recorded: RLPreset, changes: dict[str, Any] | None, checkpoin
     return dataclasses.replace(recorded, **changes)
 
 
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """What a training run starts from: a new agent, or a checkpoint's agent and loop state."""
+
+    agent: SACAgent
+    state: LoopState | None
+    """The loop's counters and random states; None for a new run."""
+    context: RunContext
+    """The command's context with the run's own seed."""
+    eval_modes: list[str]
+    adapter: Path | None = None
+    """The adapter file a new agent was built with."""
+
+
 def train_stage(
-    task: str,
-    algorithm: str,
+    context: RunContext,
     preset: RLPreset,
-    out: Path,
-    adapter_path: Path | None = None,
-    seed: int = 0,
-    device: str = "cpu",
+    *,
+    algorithm: str = "vai",
+    out: AgentDir | None = None,
+    adapter: Path | None = None,
     resume: bool = False,
-    data_dir=None,
     eval_modes: list[str] | None = None,
-    progress: bool | None = None,
     changes: dict[str, Any] | None = None,
+    progress: bool | None = None,
     tensorboard: bool = False,
 ) -> dict[str, Any]:
-    """Train an agent (VAI step 3 or a baseline) into ``out``; returns a summary of the run.
+    """Train an agent (VAI step 3 or a baseline) into ``out`` (default: the run's directory of
+    ``algorithm`` and the seed); returns a summary of the run.
 
-    On ``resume`` the checkpoint's settings hold; ``changes`` (field -> value, e.g. the command's
-    ``--set``) may alter those of :data:`RESUME_SETTINGS`, and any other change is refused.
-    ``tensorboard`` also writes the logged scalars as TensorBoard event files (``vai[tensorboard]``), as
-    does a resumed run that has them.
+    ``adapter``: the adapter a ``vai`` agent sees through (default: the run's). On ``resume`` the
+    checkpoint's settings hold; ``changes`` (field -> value, e.g. the command's ``--set``) may alter
+    those of :data:`RESUME_SETTINGS`, and any other change is refused. ``eval_modes``: the modes
+    evaluated during training (default: ``train``). ``tensorboard`` also writes the logged scalars as
+    TensorBoard event files (``vai[tensorboard]``), as does a resumed run that has them.
     """
     from vai.envs import make_env
-    from vai.rl.algorithms import algorithm_spec
-    from vai.rl.checkpoint import load_agent
     from vai.rl.envthread import EnvThread, overlap_pays
-    from vai.rl.episodes import refill
-    from vai.rl.evaluate import training_evaluator
-    from vai.rl.logger import RunLogger, check_tensorboard
-    from vai.rl.loop import LoopState, Trainer
-    from vai.rl.replay import ReplayBuffer
-    from vai.rl.sac import SACAgent
-    from vai.vision.adapter import load_adapter
 
-    spec = get_task(task)
-    check_algorithm(algorithm)
-    check_rl_preset(task, preset)
-    # A resumed run goes on writing the TensorBoard files it has, so TensorBoard hides the steps it drops.
-    tensorboard = tensorboard or (resume and (out / "tensorboard").is_dir())
-    if tensorboard:
-        check_tensorboard()
-    torch_device = resolve_device(device)
-    checkpoint = out / CHECKPOINT
-    if checkpoint.is_file() and not resume:
-        raise UserError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
-    if resume and not checkpoint.is_file():
-        raise UserError(f"nothing to resume: {checkpoint} does not exist (drop --resume to start the run)")
-    adapter = None
-    if resume:
-        # The run's own settings win over the command line's: the checkpoint holds the adapter.
-        recorded = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
-        seed, eval_modes = recorded.get("seed", seed), recorded.get("eval_modes", eval_modes)
-    elif algorithm_spec(algorithm).adapter:
-        if adapter_path is None or not Path(adapter_path).is_file():
-            raise UserError(
-                f"the {algorithm} agent needs an attention adapter, not found at {adapter_path}: "
-                f"run 'vai adapter {task}' first or pass --adapter"
-            )
-        adapter = load_adapter(adapter_path, torch_device)
+    spec = get_task(context.task)
+    out = out or context.run.agent(algorithm, context.seed)
+    adapter = adapter or context.run.adapter
     eval_modes = eval_modes or default_modes(spec, "training")
+    # A resumed run goes on writing the TensorBoard files it has, so TensorBoard hides the steps it drops.
+    tensorboard = tensorboard or (resume and out.tensorboard.is_dir())
+    check_training(context, preset, algorithm, out, adapter, resume, tensorboard)
+    start = resume_agent(context, algorithm, out, changes, eval_modes) if resume else None
 
     def make_training_env():
-        return make_env(task, "train", data_dir=data_dir)
+        return make_env(context.task, "train", data_dir=context.data_dir)
 
     # On its own thread the environment steps while the agent updates, where a core is free for it.
-    env = EnvThread(make_training_env) if overlap_pays(torch_device) else make_training_env()
+    env = EnvThread(make_training_env) if overlap_pays(context.device) else make_training_env()
     try:
-        obs_shape = env.observation_space.shape
-        action_dim = env.action_space.shape[0]
-        layers = encoder_layers(task, preset)
-        if resume:
-            agent, payload = load_agent(checkpoint, torch_device, with_optimizers=True)
-            if payload["task"] != task or payload["algorithm"] != algorithm:
-                raise UserError(
-                    f"{checkpoint} is a {payload['algorithm']} run on {payload['task']}, not {algorithm} on {task}"
-                )
-            state = LoopState(**payload["loop"])
-            preset = resumed_preset(agent.preset, changes, checkpoint, state.step)
-            agent.preset = preset
-        else:
-            agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, adapter, torch_device, seed)
-            state = None
-        transitions, stack = replay_transitions(preset), obs_shape[0] // 3
-        # The ring also holds the reset frame of every episode and the oldest transition's stack.
-        ring = transitions + transitions // env.unwrapped.max_episode_steps + stack + 2
-        replay_device = torch_device if (preset.replay_on_device and torch_device.type == "cuda") else "cpu"
-        frame_shape = agent.observe.stored_shape((3, *obs_shape[1:]))
-        buffer = ReplayBuffer(ring, frame_shape, action_dim, stack, replay_device, seed, transitions)
-        if state is not None and state.step < preset.train_steps:
-            refill(buffer, out / "replay", state.episode)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "task": task,
-            "algorithm": algorithm,
-            "seed": seed,
-            "device": str(torch_device),
-            "adapter": str(adapter_path) if adapter is not None else None,
-            "encoder_layers": list(layers),
-            "eval_modes": eval_modes,
-            "preset": dataclasses.asdict(preset),
-            "action_repeat": spec.action_repeat,
-            "replay_transitions": transitions,
-            "replay_frames": ring,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
-        if resume and (out / "config.json").is_file():  # the first call's record, with the changed settings
-            config = {**json.loads((out / "config.json").read_text()), "preset": config["preset"]}
-            config.update(replay_transitions=transitions, replay_frames=ring)
-        from vai.atomic import write_json_atomic
-
-        write_json_atomic(config, out / "config.json")
-        evaluate = training_evaluator(task, eval_modes, preset.eval_episodes, data_dir)
-        with RunLogger(out, tensorboard=tensorboard, resume_step=state.step if state else None) as logger:
-            trainer = Trainer(
-                env, agent, buffer, logger, preset, spec.action_repeat, out, task, seed, evaluate, progress
-            )
-            start = time.perf_counter()
-            first_step = state.step if state else 0
-            state = trainer.train(state)
-            seconds = time.perf_counter() - start
+        if start is None:  # a new agent takes its shapes from the environment
+            start = new_agent(context, preset, algorithm, adapter, env, eval_modes)
+        buffer = replay_buffer(start, env, out)
+        write_agent_config(start, buffer, out)
+        state, seconds = train_agent(start, env, buffer, out, progress, tensorboard)
     finally:
         env.close()
-    steps = state.step - first_step
+    steps = state.step - (start.state.step if start.state else 0)
     return {
         "steps": state.step,
         "frames": state.step * spec.action_repeat,
         "episodes": state.episode,
         "seconds": seconds,
         "steps_per_second": steps / seconds if seconds > 0 else float("nan"),
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(out.checkpoint),
         "suite": "dmc" if isinstance(spec, DMCTask) else "drawerworld",
     }
 
 
+def check_training(
+    context: RunContext, preset: RLPreset, algorithm: str, out: AgentDir, adapter: Path, resume: bool, tensorboard: bool
+) -> None:
+    """UserError for a training that cannot start, before anything is built or written."""
+    from vai.rl.algorithms import algorithm_spec
+    from vai.rl.logger import check_tensorboard
+
+    check_algorithm(algorithm)
+    check_rl_preset(context.task, preset)
+    if tensorboard:
+        check_tensorboard()
+    if out.checkpoint.is_file() and not resume:
+        raise UserError(f"{out.path} already holds a run: pass --resume to continue it or choose another --out")
+    if resume and not out.checkpoint.is_file():
+        raise UserError(f"nothing to resume: {out.checkpoint} does not exist (drop --resume to start the run)")
+    if not resume and algorithm_spec(algorithm).adapter and not Path(adapter).is_file():
+        raise UserError(
+            f"the {algorithm} agent needs an attention adapter, not found at {adapter}: "
+            f"run 'vai adapter {context.task}' first or pass --adapter"
+        )
+
+
+def resume_agent(
+    context: RunContext, algorithm: str, out: AgentDir, changes: dict[str, Any] | None, eval_modes: list[str]
+) -> Start:
+    """The agent, loop state and settings of the checkpoint in ``out``: the run's own seed and
+    evaluation modes win over the command line's, and its preset takes only ``changes`` that
+    :func:`resumed_preset` allows."""
+    from vai.rl.checkpoint import load_agent
+    from vai.rl.loop import LoopState
+
+    recorded = json.loads(out.config.read_text()) if out.config.is_file() else {}
+    context = dataclasses.replace(context, seed=recorded.get("seed", context.seed))
+    eval_modes = recorded.get("eval_modes", eval_modes)
+    agent, payload = load_agent(out.checkpoint, context.device, with_optimizers=True)
+    if payload["task"] != context.task or payload["algorithm"] != algorithm:
+        raise UserError(
+            f"{out.checkpoint} is a {payload['algorithm']} run on {payload['task']}, not {algorithm} on {context.task}"
+        )
+    state = LoopState(**payload["loop"])
+    agent.preset = resumed_preset(agent.preset, changes, out.checkpoint, state.step)
+    return Start(agent, state, context, eval_modes)
+
+
+def new_agent(
+    context: RunContext, preset: RLPreset, algorithm: str, adapter: Path, env, eval_modes: list[str]
+) -> Start:
+    """An untrained agent for ``env``'s observations and actions, seeing through the frozen adapter
+    where the algorithm uses one."""
+    from vai.rl.algorithms import algorithm_spec
+    from vai.rl.sac import SACAgent
+    from vai.vision.adapter import load_adapter
+
+    uses_adapter = algorithm_spec(algorithm).adapter
+    frozen = load_adapter(adapter, context.device) if uses_adapter else None
+    obs_shape, action_dim = env.observation_space.shape, env.action_space.shape[0]
+    layers = encoder_layers(context.task, preset)
+    agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, frozen, context.device, context.seed)
+    return Start(agent, None, context, eval_modes, Path(adapter) if uses_adapter else None)
+
+
+def replay_buffer(start: Start, env, out: AgentDir) -> ReplayBuffer:
+    """The agent's replay buffer, sized by its preset; a resumed unfinished run's refilled from ``out``."""
+    from vai.rl.episodes import refill
+    from vai.rl.replay import ReplayBuffer
+
+    agent, preset, device = start.agent, start.agent.preset, start.context.device
+    obs_shape = env.observation_space.shape
+    transitions, stack = replay_transitions(preset), obs_shape[0] // 3
+    # The ring also holds the reset frame of every episode and the oldest transition's stack.
+    ring = transitions + transitions // env.unwrapped.max_episode_steps + stack + 2
+    replay_device = device if (preset.replay_on_device and device.type == "cuda") else "cpu"
+    frame_shape = agent.observe.stored_shape((3, *obs_shape[1:]))
+    buffer = ReplayBuffer(ring, frame_shape, agent.action_dim, stack, replay_device, start.context.seed, transitions)
+    if start.state is not None and start.state.step < preset.train_steps:
+        refill(buffer, out.replay, start.state.episode)
+    return buffer
+
+
+def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> None:
+    """``out``'s config.json: the resolved settings; a resumed run keeps its first call's record,
+    with the settings it may change."""
+    from vai.atomic import write_json_atomic
+
+    agent, context = start.agent, start.context
+    sizes = {"replay_transitions": buffer.max_transitions, "replay_frames": buffer.capacity}
+    if start.state is not None and out.config.is_file():
+        config = {**json.loads(out.config.read_text()), "preset": dataclasses.asdict(agent.preset), **sizes}
+    else:
+        config = {
+            "task": context.task,
+            "algorithm": agent.algorithm,
+            "seed": context.seed,
+            "device": str(context.device),
+            "adapter": str(start.adapter) if start.adapter is not None else None,
+            "encoder_layers": list(agent.layers),
+            "eval_modes": start.eval_modes,
+            "preset": dataclasses.asdict(agent.preset),
+            "action_repeat": get_task(context.task).action_repeat,
+            **sizes,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    out.path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config, out.config)
+
+
+def train_agent(
+    start: Start, env, buffer: ReplayBuffer, out: AgentDir, progress: bool | None, tensorboard: bool
+) -> tuple[LoopState, float]:
+    """Run the training loop from ``start`` to the preset's ``train_steps``; the final loop state and
+    the seconds it took."""
+    from vai.rl.evaluate import training_evaluator
+    from vai.rl.logger import RunLogger
+    from vai.rl.loop import Trainer
+
+    agent, context, preset = start.agent, start.context, start.agent.preset
+    action_repeat = get_task(context.task).action_repeat
+    evaluate = training_evaluator(context.task, start.eval_modes, preset.eval_episodes, context.data_dir)
+    resume_step = start.state.step if start.state else None
+    with RunLogger(out.path, tensorboard=tensorboard, resume_step=resume_step) as logger:
+        trainer = Trainer(
+            env=env,
+            agent=agent,
+            buffer=buffer,
+            logger=logger,
+            preset=preset,
+            action_repeat=action_repeat,
+            directory=out.path,
+            task=context.task,
+            seed=context.seed,
+            evaluate=evaluate,
+            progress=progress,
+        )
+        began = time.perf_counter()
+        state = trainer.train(start.state)
+        return state, time.perf_counter() - began
+
+
 def adapter_pool(checkpoint: Path) -> str | None:
     """The augmentation pool of the adapter a checkpoint's agent uses, as tables name it, from the
-    agent's config.json and the adapter's adapter.json; None for agents without an adapter or records."""
-    from vai.vision.backgrounds import describe_pool
+    agent's config.json and the adapter's training record; None for agents without an adapter or records."""
+    from vai.vision.stages import adapter_backgrounds
 
     try:
-        config = json.loads((Path(checkpoint).parent.parent / "config.json").read_text())
-        adapter = config.get("adapter")
-        if not adapter:
-            return None
-        record = json.loads((Path(adapter).parent / "adapter.json").read_text())
+        adapter = json.loads(AgentDir.holding(checkpoint).config.read_text()).get("adapter")
     except (OSError, ValueError):
         return None
-    return describe_pool(record.get("backgrounds"))
+    return adapter_backgrounds(RunDir(Path(adapter).parent)) if adapter else None
 
 
 def eval_stage(
+    context: RunContext,
     checkpoints: list[Path],
-    modes: list[str] | None,
-    seeds: int,
-    episodes: int,
-    out: Path,
-    data_dir=None,
-    device: str = "cpu",
+    *,
+    modes: list[str] | None = None,
+    seeds: int = 10,
+    episodes: int = 10,
     test_time_adaptation: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate checkpoints over seeds x modes; write ``out``/results.json and results.md.
+    """Evaluate checkpoints over seeds x modes (default: all of each one's task); write the results
+    into the context's run directory (results.json and results.md). Each checkpoint names its task.
 
     ``video_easy`` seeds whose clip is missing are not evaluated (:mod:`vai.rl.evaluate`): results.md
     says which and why under the tables, and names the seeds behind every column; results.json has the
@@ -278,8 +346,8 @@ def eval_stage(
     from vai.rl.evaluate import evaluate
     from vai.rl.stats import markdown_table, returns_to_json, summary_to_json
 
-    torch_device = resolve_device(device)
-    loaded = [(path, *load_agent(path, torch_device)) for path in checkpoints]
+    data_dir = context.data_dir
+    loaded = [(path, *load_agent(path, context.device)) for path in checkpoints]
     for _path, _agent, payload in loaded:  # every mode and its data checked before the first episode
         for mode in modes or default_modes(get_task(payload["task"])):
             check_mode(get_task(payload["task"]), mode)
@@ -339,8 +407,8 @@ def eval_stage(
         "not_evaluated": not_evaluated,
         "adapter_backgrounds": pools,
     }
-    write_json_atomic(record, out / "results.json")
-    write_text_atomic("\n".join(tables), out / "results.md")
+    write_json_atomic(record, context.run.results)
+    write_text_atomic("\n".join(tables), context.run.results_table)
     return record
 
 
@@ -363,7 +431,7 @@ def add_rl_commands(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="override preset fields; lengths count agent steps (e.g. train_steps=100000 eval_every=10000)",
     )
-    train.add_argument("--run", default=None, help="run directory of the vision stages (default: runs/TASK)")
+    train.add_argument("--run", default=None, help="run directory of the vision stages (default: runs/TASK-PRESET)")
     train.add_argument(
         "--adapter", type=Path, default=None, help="adapter checkpoint (default: RUN/adapter.safetensors)"
     )
@@ -393,23 +461,19 @@ def add_rl_commands(subparsers: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    get_task(args.task)
+    run = RunDir.at(args.run, args.task, args.preset)
+    context = RunContext.create(args.task, run, seed=args.seed, device=args.device, data_dir=args.data_dir)
     algorithm = check_algorithm(args.algo)
     preset = override(get_rl_preset(args.preset), args.set)
-    out = agent_directory(args.task, algorithm, args.seed, args.run, args.out)
-    adapter = args.adapter or (Path(args.run) if args.run else Path("runs") / args.task) / "adapter.safetensors"
     changes = {key: getattr(preset, key) for key in (item.partition("=")[0] for item in args.set or [])}
     summary = train_stage(
-        args.task,
-        algorithm,
+        context,
         preset,
-        out,
-        adapter,
-        args.seed,
-        args.device,
-        args.resume,
-        args.data_dir,
-        args.eval_mode,
+        algorithm=algorithm,
+        out=AgentDir(Path(args.out)) if args.out else None,
+        adapter=args.adapter,
+        resume=args.resume,
+        eval_modes=args.eval_mode,
         changes=changes,
         tensorboard=args.tensorboard,
     )
@@ -423,8 +487,10 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_eval(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.episodes < 1:
         raise UserError("--seeds and --episodes must be at least 1")
-    out = args.out or args.checkpoints[0].parent.parent
-    eval_stage(args.checkpoints, args.mode, args.seeds, args.episodes, out, args.data_dir, args.device, args.tta)
-    print((out / "results.md").read_text(), end="")
-    print(f"wrote {out / 'results.json'}")
+    out = RunDir(args.out) if args.out else RunDir(AgentDir.holding(args.checkpoints[0]).path)
+    context = RunContext.create(None, out, device=args.device, data_dir=args.data_dir)
+    modes, seeds, episodes = args.mode, args.seeds, args.episodes
+    eval_stage(context, args.checkpoints, modes=modes, seeds=seeds, episodes=episodes, test_time_adaptation=args.tta)
+    print(out.results_table.read_text(), end="")
+    print(f"wrote {out.results}")
     return 0

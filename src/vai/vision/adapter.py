@@ -8,7 +8,7 @@ Example::
 
     adapter, metrics = train_adapter(get_vision_preset("quick"), frames, episodes, masks,
                                      backgrounds=None, device="cpu", seed=0)
-    save_adapter(adapter, run_dir / "adapter.safetensors")
+    save_adapter(adapter, run.adapter)  # run: a vai.run_dir.RunDir
     env = AdapterWrapper(vai.make_env("cartpole_balance", mode="video_hard"), adapter)
 """
 

@@ -6,9 +6,9 @@ file that only evaluation reads (see :mod:`vai.data.frames`).
 
 Examples::
 
-    vai collect cartpole_swingup                       # 5000 frames -> runs/cartpole_swingup/frames.npz
+    vai collect cartpole_swingup                       # 5000 frames -> runs/cartpole_swingup-paper/frames.npz
     vai collect cartpole_swingup --run runs/mine       # -> runs/mine/frames.npz, where 'vai keypoints --run' looks
-    vai collect walker_walk --preset quick             # 2000 frames, the CPU-sized preset
+    vai collect walker_walk --preset quick             # 2000 frames, the CPU-sized preset, in runs/walker_walk-quick
     vai collect walker_walk --frames 1000 --extend     # add 1000 frames to the existing file
 """
 
@@ -30,7 +30,7 @@ from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, ma
 from vai.envs import make_env
 from vai.envs.random_policy import random_episode
 from vai.errors import UserError
-from vai.vision.stages import FRAMES, run_directory
+from vai.run_dir import RunDir
 
 LOG_EVERY = 500
 """Frames between progress messages."""
@@ -164,13 +164,15 @@ def add_collect_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--frames", type=int, default=None, help="frames to record, or to add with --extend (default: the preset's)"
     )
-    parser.add_argument("--preset", default="paper", help="vision preset for the defaults: paper or quick")
+    parser.add_argument(
+        "--preset", default="paper", help="vision preset for the defaults (frame count, run directory): paper or quick"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--run",
         type=Path,
         default=None,
-        help="run directory, as the later stages take it: RUN/frames.npz (default: runs/TASK)",
+        help="run directory, as the later stages take it: RUN/frames.npz (default: runs/TASK-PRESET)",
     )
     where.add_argument("--out", type=Path, default=None, help="frames file anywhere else; masks go beside it")
     parser.add_argument("--seed", type=int, default=0)
@@ -184,7 +186,7 @@ def run_collect(args: argparse.Namespace) -> int:
     """Handler of ``vai collect``: prints progress and what it wrote; returns the exit code."""
     preset = get_vision_preset(args.preset)
     frames = args.frames if args.frames is not None else preset.collect_frames
-    out = args.out if args.out is not None else run_directory(args.task, args.run) / FRAMES
+    out = args.out if args.out is not None else RunDir.at(args.run, args.task, args.preset).frames
 
     def log(message: str) -> None:
         print(f"collect {args.task}: {message}", flush=True)

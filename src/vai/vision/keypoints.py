@@ -16,7 +16,7 @@ target 0-19 steps after its source.
 Example, as the CLI's keypoints stage calls it::
 
     model, metrics = train_transporter(preset, frames, episodes, KEYPOINTS[task], device="cuda")
-    save_transporter(model, run_dir / "transporter.safetensors")
+    save_transporter(model, run.transporter)  # run: a vai.run_dir.RunDir
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ at every model size. The adapter's training crops cut the masks with their frame
 
 Example::
 
-    model = load_transporter(run_dir / "transporter.safetensors", device)
+    model = load_transporter(run.transporter, device)  # run: a vai.run_dir.RunDir
     foreground = counterfactual_masks(model, frames, preset, device=device)  # (N, 100, 100) bool
 """
 

@@ -1,13 +1,10 @@
 """VAI's vision stages over one run directory, as library functions and ``vai`` commands.
 
-A run directory (default ``runs/TASK``) holds, in order of the stages::
-
-    frames.npz, frames.masks.npz    vai collect TASK           (masks: ground truth, evaluation only)
-    transporter.safetensors         vai keypoints TASK         (step 1)
-    counterfactual.npz              vai keypoints TASK         (step 1: the adapter's targets)
-    adapter.safetensors             vai adapter TASK           (step 2)
-    masks_eval.json, masks_eval.md  vai masks eval TASK        (measurement)
-    masks.png                       vai masks show TASK
+Each stage takes the command's :class:`~vai.context.RunContext`, then its preset and its own
+settings by keyword, and exchanges files with the others in the context's run directory
+(:mod:`vai.run_dir`; default ``runs/TASK-PRESET``): ``vai collect`` writes the frames, ``vai keypoints``
+the Transporter and the counterfactual masks (step 1), ``vai adapter`` the attention adapter (step 2),
+``vai masks eval`` and ``vai masks show`` measure and draw the masks against ground truth.
 
 Examples::
 
@@ -15,7 +12,7 @@ Examples::
     vai keypoints cartpole_balance --preset quick
     vai adapter cartpole_balance --preset quick --backgrounds ../shared/data/backgrounds
     vai masks eval cartpole_balance --preset quick
-    vai masks show cartpole_balance
+    vai masks show cartpole_balance --preset quick
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from vai.config import KEYPOINTS, VisionPreset, default_modes, get_task, get_vision_preset, override
+from vai.context import RunContext
 from vai.data.frames import (
     FrameStore,
     load_counterfactual_masks,
@@ -35,25 +33,21 @@ from vai.data.frames import (
     save_counterfactual_masks,
 )
 from vai.errors import UserError
-from vai.machine import resolve_device
+from vai.run_dir import RunDir
 
-FRAMES = "frames.npz"
-TRANSPORTER = "transporter.safetensors"
-COUNTERFACTUAL = "counterfactual.npz"
-ADAPTER = "adapter.safetensors"
+MEASUREMENT_SEED = 1000
+"""First seed of the episodes the masks are measured on, apart from the seeds of the episodes they learned from."""
 
 
-def run_directory(task: str, run: str | Path | None) -> Path:
-    return Path(run) if run else Path("runs") / task
-
-
-def _frames(task: str, run: Path) -> FrameStore:
-    path = run / FRAMES
-    if not path.is_file():
-        raise UserError(f"no frames in {run}: run 'vai collect {task} --run {run}' first")
-    store = load_frames(path)
+def _frames(context: RunContext) -> FrameStore:
+    run, task = context.run, context.task
+    if not run.frames.is_file():
+        raise UserError(f"no frames in {run.path}: run 'vai collect {task} --run {run.path}' first")
+    store = load_frames(run.frames)
     if store.metadata.get("task") != task:
-        raise UserError(f"{path} holds frames of {store.metadata.get('task')!r}, not {task!r}: choose another --run")
+        raise UserError(
+            f"{run.frames} holds frames of {store.metadata.get('task')!r}, not {task!r}: choose another --run"
+        )
     return store
 
 
@@ -63,146 +57,141 @@ def _write_json(data: dict, path: Path) -> None:
     write_json_atomic(data, path)
 
 
-def keypoints_stage(task: str, preset: VisionPreset, run: Path, device: str = "cpu", seed: int = 0, log=None) -> dict:
+def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> dict:
     """Step 1: train the Transporter on the run's frames, then make the counterfactual masks."""
     from vai.vision.keypoints import save_transporter, train_transporter
     from vai.vision.masks import counterfactual_masks
 
-    store = _frames(task, run)
+    task, run, device = context.task, context.run, context.device
+    store = _frames(context)
     _, lengths = np.unique(store.episode, return_counts=True)
     if not np.any(lengths >= 2):
         raise UserError(
-            f"{run / FRAMES} has no episode of two frames or more, and the Transporter learns from pairs "
-            f"of frames of one episode: collect more (vai collect {task} --run {run} --extend --frames 1000)"
+            f"{run.frames} has no episode of two frames or more, and the Transporter learns from pairs "
+            f"of frames of one episode: collect more (vai collect {task} --run {run.path} --extend --frames 1000)"
         )
     model, metrics = train_transporter(
-        preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=seed, log=log
+        preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=context.seed, log=log
     )
     start = time.perf_counter()
     masks = counterfactual_masks(model, store.frames, preset, device=device)
-    save_transporter(model, run / TRANSPORTER)  # once the masks exist: if making them fails, both files stay old
+    save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
     meta = {
         "threshold": preset.mask_threshold,
         "morphology": preset.mask_morphology,
         "keypoints": KEYPOINTS[task],
         "preset": preset.name,
     }
-    save_counterfactual_masks(masks, store, run / COUNTERFACTUAL, meta)
+    save_counterfactual_masks(masks, store, run.counterfactual, meta)
     summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
     summary.update(mask_seconds=time.perf_counter() - start, mask_foreground_fraction=float(masks.mean()))
-    record = {"preset": preset.name, "seed": seed, **summary, "loss_curve": metrics["loss_curve"]}
-    _write_json(record, run / "keypoints.json")
+    record = {"preset": preset.name, "seed": context.seed, **summary, "loss_curve": metrics["loss_curve"]}
+    _write_json(record, run.keypoints_record)
     return summary
 
 
-def adapter_stage(
-    task: str,
-    preset: VisionPreset,
-    run: Path,
-    backgrounds: Path | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    log=None,
-) -> dict:
-    """Step 2: train the attention adapter on distracted frames to give back the counterfactual masks."""
+def adapter_stage(context: RunContext, preset: VisionPreset, *, backgrounds: Path | None = None, log=None) -> dict:
+    """Step 2: train the attention adapter on distracted frames to give back the counterfactual masks.
+    ``backgrounds``: a folder of natural images for the augmentation; None: procedural images."""
     from vai.vision.adapter import NATURAL_POOL_SIDE, save_adapter, train_adapter
     from vai.vision.backgrounds import load_background_images
 
-    store = _frames(task, run)
-    targets = load_counterfactual_masks(run / COUNTERFACTUAL, store)
+    run, seed = context.run, context.seed
+    store = _frames(context)
+    targets = load_counterfactual_masks(run.counterfactual, store)
     images = load_background_images(Path(backgrounds), NATURAL_POOL_SIDE) if backgrounds else None
-    adapter, metrics = train_adapter(preset, store.frames, store.episode, targets, images, device, seed, log)
-    save_adapter(adapter, run / ADAPTER)
+    adapter, metrics = train_adapter(preset, store.frames, store.episode, targets, images, context.device, seed, log)
+    save_adapter(adapter, run.adapter)
     summary = {key: value for key, value in metrics.items() if not isinstance(value, list)}
     record = {"preset": preset.name, "seed": seed, "backgrounds": str(backgrounds or "procedural"), **summary}
-    _write_json({**record, **{k: v for k, v in metrics.items() if isinstance(v, list)}}, run / "adapter.json")
+    _write_json({**record, **{k: v for k, v in metrics.items() if isinstance(v, list)}}, run.adapter_record)
     return summary
 
 
-def adapter_backgrounds(run: Path) -> str:
-    """The augmentation pool the run's adapter trained on, as tables name it (from adapter.json)."""
+def adapter_backgrounds(run: RunDir) -> str | None:
+    """The augmentation pool the run's adapter trained on, as tables name it (from its training
+    record); None where the record is missing or unreadable."""
     import json
 
     from vai.vision.backgrounds import describe_pool
 
-    record = run / "adapter.json"
     try:
-        return describe_pool(json.loads(record.read_text()).get("backgrounds"))
+        return describe_pool(json.loads(run.adapter_record.read_text()).get("backgrounds"))
     except (OSError, ValueError):
-        return "unknown"
+        return None
 
 
-def _record_modes(task: str, modes: list[str], episodes: int, steps: int, seed: int, data_dir) -> list:
+def _record_modes(context: RunContext, modes: list[str], episodes: int, steps: int) -> list:
     from vai.data.video import VideoCache
     from vai.vision.evaluate import record
 
     cache = VideoCache()
-    return [record(task, mode, episodes, steps, seed, data_dir, cache) for mode in modes]
+    return [record(context.task, mode, episodes, steps, context.seed, context.data_dir, cache) for mode in modes]
 
 
 def masks_eval_stage(
-    task: str,
-    preset: VisionPreset,
-    run: Path,
-    modes: list[str],
-    episodes: int = 3,
-    steps: int = 50,
-    seed: int = 1000,
-    data_dir=None,
-    device: str = "cpu",
+    context: RunContext, preset: VisionPreset, *, modes: list[str], episodes: int = 3, steps: int = 50
 ) -> dict:
-    """Scores of the counterfactual and the adapter masks against ground truth, per mode; the
+    """Scores of the counterfactual and the adapter masks against ground truth, per mode, over
+    ``episodes`` random-policy episodes of ``steps`` steps seeded from the context's seed; the
     adapter's also at the thresholds of ``vai.vision.evaluate.SWEEP`` (in masks_eval.json and .md)."""
     from vai.vision.adapter import load_adapter
     from vai.vision.evaluate import evaluate_masks, write_results
     from vai.vision.keypoints import load_transporter
     from vai.vision.masks import counterfactual_masks
 
-    adapter = load_adapter(run / ADAPTER, device) if (run / ADAPTER).is_file() else None
-    transporter = load_transporter(run / TRANSPORTER, device) if (run / TRANSPORTER).is_file() else None
+    task, run, device = context.task, context.run, context.device
+    adapter = load_adapter(run.adapter, device) if run.adapter.is_file() else None
+    transporter = load_transporter(run.transporter, device) if run.transporter.is_file() else None
     if adapter is None and transporter is None:
-        raise UserError(f"nothing to evaluate in {run}: run 'vai keypoints {task}' (and 'vai adapter {task}') first")
+        raise UserError(
+            f"nothing to evaluate in {run.path}: run 'vai keypoints {task}' (and 'vai adapter {task}') first"
+        )
     counterfactual = None
     if transporter is not None:
 
         def counterfactual(frames):
             return counterfactual_masks(transporter, frames, preset, device=device)
 
-    recorded = _record_modes(task, modes, episodes, steps, seed, data_dir)
+    recorded = _record_modes(context, modes, episodes, steps)
     results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
-    pool = adapter_backgrounds(run) if adapter is not None else None
+    pool = (adapter_backgrounds(run) or "unknown") if adapter is not None else None
     meta = {
         "task": task,
         "preset": preset.name,
         "episodes": episodes,
         "steps": steps,
-        "seed": seed,
+        "seed": context.seed,
         "adapter_threshold": preset.adapter_threshold,
         "adapter_backgrounds": pool,
     }
     title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g}"
     title += f"; adapter trained on {pool} backgrounds)" if pool else ")"
-    write_results(results, meta, run / "masks_eval.json", run / "masks_eval.md", title, sweep)
+    write_results(results, meta, run.masks_eval, run.masks_table, title, sweep)
     return results
 
 
-def masks_show_stage(task: str, run: Path, modes: list[str], out: Path, seed: int = 1000, data_dir=None) -> Path:
-    """PNG: per mode, observation | adapter mask | masked observation | ground truth."""
+def masks_show_stage(context: RunContext, *, modes: list[str], out: Path | None = None) -> Path:
+    """PNG (default: the run's masks picture): per mode, observation | adapter mask | masked
+    observation | ground truth, from one episode seeded with the context's seed."""
     from vai.envs.gallery import write_png
     from vai.vision.adapter import load_adapter
     from vai.vision.evaluate import mask_grid
 
-    adapter = load_adapter(run / ADAPTER, "cpu")
-    recorded = _record_modes(task, modes, 1, 30, seed, data_dir)
-    return write_png(mask_grid(recorded, adapter), out)
+    adapter = load_adapter(context.run.adapter, "cpu")  # a few frames: the CPU draws them
+    recorded = _record_modes(context, modes, 1, 30)
+    return write_png(mask_grid(recorded, adapter), out or context.run.masks_picture)
 
 
 # -- command line -----------------------------------------------------------------------------------
-def _common(parser: argparse.ArgumentParser, preset: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser, settings: bool = True) -> None:
+    """The arguments every vision command takes; ``settings``: the command trains or measures with
+    the preset (else the preset only names the default run directory)."""
     parser.add_argument("task", help="task name (see 'vai env list')")
-    parser.add_argument("--run", default=None, help="run directory (default: runs/TASK)")
-    if preset:
-        parser.add_argument("--preset", default="paper", help="vision preset: quick (CPU) or paper (VAI, GPU)")
+    parser.add_argument("--run", default=None, help="run directory (default: runs/TASK-PRESET)")
+    what = "vision preset: quick (CPU) or paper (VAI, GPU)" if settings else "quick or paper: names the default --run"
+    parser.add_argument("--preset", default="paper", help=what)
+    if settings:
         parser.add_argument(
             "--set", nargs="+", default=None, metavar="KEY=VALUE", help="override preset fields, e.g. adapter_steps=500"
         )
@@ -228,15 +217,15 @@ def add_vision_commands(subparsers: Any) -> None:
     actions = masks.add_subparsers(dest="masks_command", required=True, metavar="{eval,show}")
     evaluate = actions.add_parser("eval", help="IoU, precision, recall per mode as JSON and a table")
     _common(evaluate)
-    evaluate.set_defaults(seed=1000)
+    evaluate.set_defaults(seed=MEASUREMENT_SEED)
     evaluate.add_argument("--mode", nargs="+", default=None, help="modes (default: train color_hard video_*)")
     evaluate.add_argument("--episodes", type=int, default=3)
     evaluate.add_argument("--steps", type=int, default=50, help="random-policy steps per episode")
     evaluate.add_argument("--data-dir", default=None)
     evaluate.set_defaults(func=_run_masks_eval)
     show = actions.add_parser("show", help="PNG: observation | adapter mask | masked | ground truth")
-    _common(show, preset=False)
-    show.set_defaults(seed=1000)
+    _common(show, settings=False)
+    show.set_defaults(seed=MEASUREMENT_SEED)
     show.add_argument("--mode", nargs="+", default=None)
     show.add_argument("--out", type=Path, default=None, help="PNG (default: RUN/masks.png)")
     show.add_argument("--data-dir", default=None)
@@ -249,45 +238,43 @@ def _print_log(step: int | dict, values: dict | None = None) -> None:
     print(f"  {shown}", flush=True)
 
 
+def _context(args: argparse.Namespace, data_dir=None) -> RunContext:
+    run = RunDir.at(args.run, args.task, args.preset)
+    return RunContext.create(args.task, run, seed=args.seed, device=args.device, data_dir=data_dir)
+
+
 def _run_keypoints(args: argparse.Namespace) -> int:
-    get_task(args.task)
-    resolve_device(args.device)
+    context = _context(args)
     preset = override(get_vision_preset(args.preset), args.set)
-    run = run_directory(args.task, args.run)
-    summary = keypoints_stage(args.task, preset, run, args.device, args.seed, log=_print_log)
-    print(f"wrote {run / TRANSPORTER} and {run / COUNTERFACTUAL} (final loss {summary['final_loss']:.4f})")
+    summary = keypoints_stage(context, preset, log=_print_log)
+    run = context.run
+    print(f"wrote {run.transporter} and {run.counterfactual} (final loss {summary['final_loss']:.4f})")
     return 0
 
 
 def _run_adapter(args: argparse.Namespace) -> int:
-    get_task(args.task)
-    resolve_device(args.device)
+    context = _context(args)
     preset = override(get_vision_preset(args.preset), args.set)
-    run = run_directory(args.task, args.run)
-    summary = adapter_stage(args.task, preset, run, args.backgrounds, args.device, args.seed, log=_print_log)
-    print(f"wrote {run / ADAPTER} ({summary.get('seconds_per_step', float('nan')):.3f} s/step)")
+    summary = adapter_stage(context, preset, backgrounds=args.backgrounds, log=_print_log)
+    print(f"wrote {context.run.adapter} ({summary.get('seconds_per_step', float('nan')):.3f} s/step)")
     return 0
 
 
 def _run_masks_eval(args: argparse.Namespace) -> int:
-    get_task(args.task)
-    resolve_device(args.device)
+    context = _context(args, args.data_dir)
     if args.episodes < 1 or args.steps < 1:
         raise UserError("--episodes and --steps must be at least 1")
     preset = override(get_vision_preset(args.preset), args.set)
-    run = run_directory(args.task, args.run)
     modes = args.mode or default_modes(get_task(args.task), "masks")
-    masks_eval_stage(args.task, preset, run, modes, args.episodes, args.steps, args.seed, args.data_dir, args.device)
-    print((run / "masks_eval.md").read_text(), end="")
-    print(f"wrote {run / 'masks_eval.json'}")
+    masks_eval_stage(context, preset, modes=modes, episodes=args.episodes, steps=args.steps)
+    print(context.run.masks_table.read_text(), end="")
+    print(f"wrote {context.run.masks_eval}")
     return 0
 
 
 def _run_masks_show(args: argparse.Namespace) -> int:
-    get_task(args.task)
-    run = run_directory(args.task, args.run)
-    out = args.out or run / "masks.png"
+    context = _context(args, args.data_dir)
     modes = args.mode or default_modes(get_task(args.task), "masks")
-    path = masks_show_stage(args.task, run, modes, out, args.seed, args.data_dir)
+    path = masks_show_stage(context, modes=modes, out=args.out)
     print(f"wrote {path}")
     return 0
