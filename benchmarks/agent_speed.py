@@ -29,13 +29,15 @@ import numpy as np
 import torch
 
 import vai
-from vai.config import encoder_layers, get_rl_preset, get_task, override
 from vai.machine import cpu_name, keep_freed_memory
+from vai.presets.rl import encoder_layers, get_rl_preset
+from vai.presets.settings import override
 from vai.rl.envthread import EnvThread
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
 from vai.rl.replay import ReplayBuffer
 from vai.rl.sac import SACAgent
+from vai.tasks import get_task
 from vai.vision.adapter import AttentionAdapter
 
 

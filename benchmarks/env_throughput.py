@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 import vai
-from vai.config import DMC_TASKS, DRAWER_TASKS, DRAWER_TEXTURES
 from vai.data.video import VideoCache
 from vai.machine import cpu_name
+from vai.tasks import DMC_TASKS, DRAWER_TASKS, DRAWER_TEXTURES
 
 DMC_BENCH_MODES = ("train", "color_easy", "color_hard", "video_easy", "video_hard", "video0")
 DRAWER_BENCH_MODES = ("train", *[t for t in DRAWER_TEXTURES if t != "grid"])

@@ -7,7 +7,7 @@ For each k: Transporters from two seeds (``--seeds``) train on the task's random
 (``RUN/frames.npz``, made by ``vai collect`` or ``benchmarks/mask_quality.py``; collected here if
 absent) and make counterfactual masks of them. The unsupervised rule
 (:func:`vai.vision.choose_k.choose_keypoints`) picks the k whose seeds' masks agree best; that is
-what ``vai.config.KEYPOINTS`` records. Beside it, as an *oracle* row that no preset may use, each
+what ``vai.tasks.KEYPOINTS`` records. Beside it, as an *oracle* row that no preset may use, each
 k's masks are scored against the ground truth recorded with the frames (IoU, precision, recall on
 the agent's 84x84 crop, mean over seeds). The table and ``--out`` JSON give both. Nothing here
 touches a test mode.
@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vai.config import get_vision_preset, override
 from vai.data.frames import load_frames, load_masks, masks_path
 from vai.machine import checkout_commit, keep_freed_memory
+from vai.presets.settings import override
+from vai.presets.vision import get_vision_preset
 from vai.run_dir import RunDir
 from vai.vision.choose_k import KeypointRow, choose_keypoints
 from vai.vision.collect import collect

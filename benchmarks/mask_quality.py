@@ -31,11 +31,13 @@ from pathlib import Path
 
 import torch
 
-from vai.config import KEYPOINTS, get_vision_preset, override
 from vai.context import RunContext
 from vai.machine import checkout_commit, keep_freed_memory
 from vai.pipeline import default_backgrounds
+from vai.presets.settings import override
+from vai.presets.vision import get_vision_preset
 from vai.run_dir import RunDir
+from vai.tasks import KEYPOINTS
 from vai.vision import stages
 from vai.vision.backgrounds import describe_pool
 from vai.vision.collect import collect

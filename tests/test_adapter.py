@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 
 import numpy as np
@@ -11,13 +12,14 @@ import torch
 from conftest import damaged_copy
 from safetensors.torch import save_file
 
-from vai.config import get_vision_preset
 from vai.errors import UserError
+from vai.presets.vision import get_vision_preset
 from vai.vision.adapter import (
     AdaptedObservation,
     AdapterWrapper,
     AttentionAdapter,
     adapter_loss,
+    distractor_settings,
     load_adapter,
     parameter_count,
     place_masks,
@@ -25,6 +27,7 @@ from vai.vision.adapter import (
     stack_indices,
     train_adapter,
 )
+from vai.vision.augment import Distractor
 
 
 @pytest.fixture(autouse=True)
@@ -149,6 +152,18 @@ def test_preset_boxes_reach_the_distracted_inputs():
 
     assert curve(0) == curve(0)  # the same seed trains the same adapter
     assert curve(4) != curve(0)  # boxes change what the adapter sees
+
+
+def test_every_distraction_knob_is_a_vision_setting_whose_default_is_vais():
+    arguments = inspect.signature(Distractor).parameters.values()
+    vais = {argument.name: argument.default for argument in arguments if argument.kind is argument.KEYWORD_ONLY}
+    assert distractor_settings(get_vision_preset("paper")) == distractor_settings(get_vision_preset("quick")) == vais
+    frames, episodes, masks = moving_square(frames=16, size=40, side=10)
+    preset = dataclasses.replace(get_vision_preset("quick"), adapter_size=32, adapter_batch=2, adapter_steps=3)
+    noisier = dataclasses.replace(preset, adapter_noise_level=0.5)
+    assert distractor_settings(noisier)["noise_level"] == 0.5
+    losses = [train_adapter(p, frames, episodes, masks, None, "cpu", seed=0)[1]["loss"] for p in (preset, noisier)]
+    assert losses[0] != losses[1]  # the knob reaches the distracted inputs
 
 
 def test_stacks_repeat_the_first_frame_of_each_episode():

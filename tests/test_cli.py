@@ -42,7 +42,7 @@ def test_help_lists_every_command():
 
 
 def test_env_list_names_every_task_and_its_foreground():
-    from vai.config import TASKS
+    from vai.tasks import TASKS
 
     result = run_vai("env", "list")
     assert result.returncode == 0

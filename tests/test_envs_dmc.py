@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import vai
-from vai.config import COLOR_MODES, DMC_MODES, DMC_TASKS, FRAME_STACK, IMAGE_SIZE, TASKS
 from vai.data.video import VideoCache
 from vai.errors import UserError
+from vai.tasks import COLOR_MODES, DMC_MODES, DMC_TASKS, FRAME_STACK, IMAGE_SIZE, TASKS
 
 SEED = 11
 STEPS = 3

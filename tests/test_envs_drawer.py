@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from vai.config import DRAWER_MODES, DRAWER_TASKS, DRAWER_TEXTURES, FRAME_STACK, IMAGE_SIZE
 from vai.errors import UserError
+from vai.tasks import DRAWER_MODES, DRAWER_TASKS, DRAWER_TEXTURES, FRAME_STACK, IMAGE_SIZE
 
 SEED = 0
 SUPERSAMPLE = 4

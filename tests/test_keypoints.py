@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import damaged_copy
 
-from vai.config import VISION_PRESETS, VisionPreset
 from vai.errors import UserError
+from vai.presets.vision import VISION_PRESETS, VisionPreset
 from vai.vision.keypoints import (
     Transporter,
     _pair_starts,

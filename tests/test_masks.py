@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_keypoints import small_preset, square_frames
 
-from vai.config import override
+from vai.presets.settings import override
 from vai.vision.keypoints import Transporter, train_transporter
 from vai.vision.masks import counterfactual_effect, counterfactual_masks, dilate_erode
 

@@ -154,6 +154,14 @@ def test_only_free_settings_may_change_between_calls(tmp_path):
         check_same_settings(tmp_path / "run.json", config)
 
 
+def test_a_record_of_the_pad_heads_as_comma_separated_text_matches_their_tuple(tmp_path):
+    config = {"task": TASK, "device": "cpu", "backgrounds": "procedural", "baselines": []}
+    (tmp_path / "run.json").write_text(json.dumps({**config, "rl": {"aux_tasks": "inverse,reward"}}))
+    check_same_settings(tmp_path / "run.json", {**config, "rl": {"aux_tasks": ("inverse", "reward")}})
+    with pytest.raises(UserError, match=r"rl.aux_tasks \['inverse', 'reward'\] -> \['inverse'\]"):
+        check_same_settings(tmp_path / "run.json", {**config, "rl": {"aux_tasks": ("inverse",)}})
+
+
 def test_a_run_directory_whose_rl_settings_counted_frames_is_refused_with_the_fix(tmp_path):
     # Before RL settings counted agent steps, run.json recorded rl.frames (simulator frames): going on
     # would resume its agent under another meaning of every length.

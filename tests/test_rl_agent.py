@@ -15,14 +15,15 @@ import torch
 from conftest import damaged_copy
 from torch import nn
 
-from vai.config import RLPreset, get_rl_preset, get_task, replay_transitions
 from vai.errors import UserError
+from vai.presets.rl import RLPreset, get_rl_preset, replay_transitions
 from vai.rl.checkpoint import load_agent, save_checkpoint
 from vai.rl.episodes import refill
 from vai.rl.logger import RunLogger
 from vai.rl.loop import LoopState, Trainer, update_numbers
 from vai.rl.replay import ReplayBuffer
 from vai.rl.sac import SACAgent, nstep_return
+from vai.tasks import get_task
 from vai.vision.adapter import AttentionAdapter
 
 TINY = RLPreset(
@@ -35,7 +36,7 @@ TINY = RLPreset(
     hidden_dim=32,
     num_layers=2,
     num_shared_layers=1,
-    aux_tasks="inverse,reward,rotation",
+    aux_tasks=("inverse", "reward", "rotation"),
     eval_every=10**9,
     checkpoint_every=10**9,
 )
@@ -128,7 +129,7 @@ def test_target_critic_moves_by_tau():
 
 
 def test_updates_move_the_target_by_tau_every_target_update_every_steps():
-    agent = make_agent(preset=replace(TINY, aux_tasks=""))  # no heads: nothing changes the critic after
+    agent = make_agent(preset=replace(TINY, aux_tasks=()))  # no heads: nothing changes the critic after
     assert TINY.target_update_every == 2
     buffer = filled_buffer()
     start = copy.deepcopy(agent.critic_target.state_dict())
@@ -146,7 +147,7 @@ def test_updates_move_the_target_by_tau_every_target_update_every_steps():
 
 def test_actor_update_leaves_the_shared_convolutions_alone():
     # Two identical agents take one update on the same batch; only one of them updates its actor.
-    preset = replace(TINY, aux_tasks="")
+    preset = replace(TINY, aux_tasks=())
     with_actor = make_agent(preset=replace(preset, actor_update_every=1))
     without = make_agent(preset=replace(preset, actor_update_every=10**6))
     batch = filled_buffer().sample(16, torch.Generator().manual_seed(0))
@@ -244,7 +245,7 @@ class BrightSide(gym.Env):
 
 
 def test_sac_learns_a_trivial_pixel_problem_in_seconds(tmp_path):
-    preset = replace(TINY, discount=0.5, aux_tasks="", train_steps=400, init_steps=100, batch_size=32, actor_lr=3e-3)
+    preset = replace(TINY, discount=0.5, aux_tasks=(), train_steps=400, init_steps=100, batch_size=32, actor_lr=3e-3)
     env = BrightSide()
     agent = make_agent(preset=preset, seed=0)
     buffer = ReplayBuffer(1000, (3, 100, 100), 2)
@@ -317,7 +318,7 @@ def test_acting_on_stored_frames_equals_acting_on_the_observation(downsample, pe
 @pytest.mark.parametrize("updates_per_step", [1, 3])
 def test_loop_makes_updates_per_step_updates_and_keeps_the_actor_schedule(tmp_path, updates_per_step):
     preset = replace(
-        TINY, aux_tasks="", train_steps=30, init_steps=10, updates_per_step=updates_per_step, init_burst=False
+        TINY, aux_tasks=(), train_steps=30, init_steps=10, updates_per_step=updates_per_step, init_burst=False
     )
     agent = make_agent(preset=preset)
     buffer = ReplayBuffer(100, (3, 100, 100), 2)
@@ -364,7 +365,7 @@ def train_tiny(directory, preset, env=None, agent=None, state=None, buffer=None,
 def test_a_seed_reproduces_training_exactly(tmp_path):
     # Everything random in training (actions, replay draws, crops, policy noise) comes from the seed,
     # not from torch's global generator, which each process seeds at random.
-    preset = replace(TINY, aux_tasks="inverse", train_steps=40, init_steps=20)
+    preset = replace(TINY, aux_tasks=("inverse",), train_steps=40, init_steps=20)
     with torch.random.fork_rng(devices=[]):  # leaves the global generator as it found it
         torch.manual_seed(1)
         first = train_tiny(tmp_path / "run1", preset)
@@ -379,7 +380,7 @@ def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, algorithm
     # also augments when it acts, the first thing a resumed run does. The checkpoint's preset keeps
     # the adapter's placement: per crop, the recorded frames are raw and stay so.
     preset = replace(
-        TINY, aux_tasks="inverse", train_steps=40, init_steps=10, checkpoint_every=15, adapter_per_crop=per_crop
+        TINY, aux_tasks=("inverse",), train_steps=40, init_steps=10, checkpoint_every=15, adapter_per_crop=per_crop
     )
     whole = train_tiny(tmp_path / "whole", preset, algorithm=algorithm)
     run = tmp_path / "crashed"
@@ -448,7 +449,7 @@ def play_bright_side(agent) -> dict[str, dict[str, float]]:
 
 @pytest.mark.parametrize("action_repeat", [1, 8])
 def test_the_loop_counts_agent_steps_whatever_the_action_repeat(tmp_path, action_repeat):
-    preset = replace(TINY, aux_tasks="", train_steps=20, init_steps=5, eval_every=10, checkpoint_every=10)
+    preset = replace(TINY, aux_tasks=(), train_steps=20, init_steps=5, eval_every=10, checkpoint_every=10)
     agent = make_agent(preset=preset)
     buffer = ReplayBuffer(100, (3, 100, 100), 2)
     with RunLogger(tmp_path, tensorboard=False) as logger:
@@ -495,7 +496,7 @@ def record_conv_passes(agent: SACAgent, module: nn.Module | None = None) -> list
 
 
 def test_every_encoder_pass_of_a_vai_update_draws_its_own_adapt_aug():
-    preset = replace(TINY, aux_tasks="inverse,reward")
+    preset = replace(TINY, aux_tasks=("inverse", "reward"))
     batch = filled_buffer().sample(16, torch.Generator().manual_seed(0))
     agent = make_agent("vai", preset)
     passes = record_conv_passes(agent)
@@ -538,7 +539,9 @@ def test_a_vai_agent_augments_when_acting_in_training_and_not_once_loaded(tmp_pa
     from vai.rl.evaluate import evaluate, training_evaluator
 
     # The stored form puts clean views on the k / 255 grid, which tells augmented passes apart.
-    preset = replace(TINY, aux_tasks="inverse", train_steps=12, init_steps=6, eval_episodes=1, adapter_per_crop=False)
+    preset = replace(
+        TINY, aux_tasks=("inverse",), train_steps=12, init_steps=6, eval_episodes=1, adapter_per_crop=False
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         adapter = AttentionAdapter(channels=4)
@@ -568,7 +571,7 @@ def test_a_vai_agent_augments_when_acting_in_training_and_not_once_loaded(tmp_pa
 
 
 def test_pad_heads_have_vais_shape_and_the_reward_head_reads_both_observations():
-    assert get_rl_preset("paper").aux_tasks == get_rl_preset("quick").aux_tasks == "inverse,reward"
+    assert get_rl_preset("paper").aux_tasks == get_rl_preset("quick").aux_tasks == ("inverse", "reward")
     agent = make_agent()  # TINY trains all three heads
     features, hidden = TINY.feature_dim, TINY.hidden_dim
     shapes = {
@@ -610,6 +613,18 @@ def test_paper_runs_the_adapter_on_each_crop_as_vai_and_quick_on_stored_frames(t
     torch.save(payload, tmp_path / "older.pt")
     assert not load_agent(tmp_path / "older.pt")[0].preset.adapter_per_crop
     assert load_agent(path)[0].preset.adapter_per_crop
+
+
+def test_checkpoints_naming_their_pad_heads_in_comma_separated_text_load_them_as_a_tuple(tmp_path):
+    path = save_checkpoint(make_agent(), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
+    payload = torch.load(path, weights_only=True)
+    assert tuple(payload["preset"]["aux_tasks"]) == ("inverse", "reward", "rotation")
+    payload["preset"]["aux_tasks"] = "inverse,reward,rotation"  # the form older checkpoints hold
+    torch.save(payload, tmp_path / "older.pt")
+    assert load_agent(tmp_path / "older.pt")[0].preset.aux_tasks == ("inverse", "reward", "rotation")
+    assert RLPreset("any", aux_tasks=["reward"]).aux_tasks == ("reward",)  # a JSON record's list
+    with pytest.raises(ValueError, match="unknown auxiliary task colour; choose from: inverse, reward, rotation"):
+        RLPreset("any", aux_tasks=("colour",))
 
 
 @pytest.mark.parametrize("downsample", [1, 2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vai.config import ALGORITHMS, get_rl_preset
+from vai.presets.rl import ALGORITHMS, get_rl_preset
 from vai.rl.algorithms import ALGORITHM_SPECS, algorithm_spec
 from vai.rl.observe import ObservationPipeline
 from vai.vision.adapter import AttentionAdapter

@@ -63,7 +63,7 @@ def test_a_step_that_fails_on_the_worker_raises_in_the_caller():
 def test_training_on_a_threaded_environment_equals_training_on_the_callers_thread(tmp_path):
     from dataclasses import replace
 
-    preset = replace(TINY, aux_tasks="inverse", train_steps=40, init_steps=20)
+    preset = replace(TINY, aux_tasks=("inverse",), train_steps=40, init_steps=20)
     plain = train_tiny(tmp_path / "plain", preset)
     with EnvThread(BrightSide) as env:
         threaded = train_tiny(tmp_path / "threaded", preset, env=env)

@@ -44,7 +44,7 @@ def _add_env_commands(subparsers) -> None:
 
 
 def _run_env_list(args: argparse.Namespace) -> int:
-    from vai.config import TASKS, DMCTask, modes_for
+    from vai.tasks import TASKS, DMCTask, modes_for
 
     for name, preset in TASKS.items():
         modes = ", ".join(modes_for(preset)) + (", videoN" if isinstance(preset, DMCTask) else "")
@@ -54,8 +54,8 @@ def _run_env_list(args: argparse.Namespace) -> int:
 
 
 def _run_env_show(args: argparse.Namespace) -> int:
-    from vai.config import default_modes, get_task
     from vai.envs.gallery import show
+    from vai.tasks import default_modes, get_task
 
     preset = get_task(args.task)
     if args.frames < 1 or args.every < 1:

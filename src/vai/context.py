@@ -46,8 +46,8 @@ class RunContext:
         data_dir: str | os.PathLike | None = None,
     ) -> RunContext:
         """The context of a command; a UserError for an unknown task or a device this machine lacks."""
-        from vai.config import get_task
         from vai.machine import resolve_device
+        from vai.tasks import get_task
 
         if task is not None:
             get_task(task)

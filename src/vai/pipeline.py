@@ -29,21 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from vai.atomic import write_json_atomic
-from vai.config import (
-    ALGORITHMS,
-    KEYPOINTS,
-    RL_PRESETS,
-    VISION_PRESETS,
-    check_mode,
-    default_modes,
-    get_rl_preset,
-    get_task,
-    get_vision_preset,
-    override,
-)
 from vai.context import RunContext
 from vai.errors import UserError
+from vai.presets.rl import ALGORITHMS, RL_PRESETS, aux_task_names, get_rl_preset
+from vai.presets.settings import override
+from vai.presets.vision import VISION_PRESETS, get_vision_preset
 from vai.run_dir import AgentDir, RunDir
+from vai.tasks import KEYPOINTS, check_mode, default_modes, get_task
 
 
 def split_overrides(assignments: list[str] | None) -> tuple[list[str], list[str]]:
@@ -112,6 +104,8 @@ def check_same_settings(path: Path, config: dict[str, Any]) -> None:
             f"{path.parent} was made by an older vai whose RL settings counted frames (rl.frames), not agent "
             "steps (rl.train_steps): add --fresh to start over, or choose another --run"
         )
+    if isinstance(recorded.get("rl.aux_tasks"), str):  # an older record's comma-separated heads
+        recorded["rl.aux_tasks"] = list(aux_task_names(recorded["rl.aux_tasks"]))
     wanted = _flat(json.loads(json.dumps(config)))  # as it would be recorded: tuples become lists
     changed = [
         f"{key} {recorded[key]!r} -> {wanted[key]!r}"
@@ -245,10 +239,10 @@ def run_pipeline(
 
 
 def _finish(context: RunContext, agents: dict[str, AgentDir], config, seconds, log) -> None:
-    from vai.config import DMCTask
     from vai.report import learning_summary, plot_curves
     from vai.rl.checkpoint import load_agent
     from vai.rl.showcase import record_showcase
+    from vai.tasks import DMCTask
 
     task, run = context.task, context.run
     directories = {name: out.path for name, out in agents.items()}

@@ -12,8 +12,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from vai.config import FRAME_STACK, IMAGE_SIZE
 from vai.errors import UserError
+from vai.tasks import FRAME_STACK, IMAGE_SIZE
 
 ACTION_TOLERANCE = 1e-6
 """Actions this far outside the bounds (float rounding of a tanh policy) are clipped, not refused."""

@@ -40,7 +40,7 @@ def colors_file(mode: str, data_dir: Path | None) -> Path | None:
 def mode_videos(mode: str, data_dir: Path | None) -> list[Path]:
     """The videos ``mode`` plays in turn (none outside the video modes); a UserError names the data
     set and the fetch command if they are missing."""
-    from vai.config import video_number
+    from vai.tasks import video_number
 
     if mode == "video_easy":
         return easy_videos(data_dir)

@@ -10,12 +10,12 @@ import gymnasium as gym
 import numpy as np
 from dm_control import suite
 
-from vai.config import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode
 from vai.data.video import VideoCache
 from vai.envs import datasets
 from vai.envs.base import PixelEnv
 from vai.envs.distractions import ColorRandomizer, VideoBackground, generate_colors, load_colors
 from vai.envs.render import ForegroundIndex, SceneRenderer, moving_bodies
+from vai.tasks import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode
 
 
 class DMCEnv(PixelEnv):

@@ -10,10 +10,10 @@ import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-from vai.config import IMAGE_SIZE, DrawerTask, check_mode
 from vai.envs.base import PixelEnv
 from vai.envs.render import ForegroundIndex, SceneRenderer, subtree_bodies
 from vai.envs.textures import table_texture
+from vai.tasks import IMAGE_SIZE, DrawerTask, check_mode
 
 
 class DrawerEnv(PixelEnv):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vai.config import DMC_TASKS, TASKS, DMCTask, check_mode, get_task
 from vai.envs.gl import ensure_backend
+from vai.tasks import DMC_TASKS, TASKS, DMCTask, check_mode, get_task
 
 GYM_NAMESPACE = "vai"
 

@@ -36,7 +36,7 @@ ALGORITHM_SPECS: dict[str, Algorithm] = {
         Algorithm("svea", convolved_critic=True),
     )
 }
-"""Every algorithm by name, in the order of :data:`vai.config.ALGORITHMS`."""
+"""Every algorithm by name, in the order of :data:`vai.presets.rl.ALGORITHMS`."""
 
 
 def algorithm_spec(name: str) -> Algorithm:

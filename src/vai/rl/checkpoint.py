@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vai.checkpoints import CheckpointFormat, load_payload, save_payload
-from vai.config import RLPreset
+from vai.presets.rl import RLPreset
 
 CHECKPOINT = CheckpointFormat(
     name="vai.agent",

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vai.config import RLPreset
 from vai.errors import TrainingDiverged
+from vai.presets.rl import RLPreset
 from vai.rl.checkpoint import save_checkpoint
 from vai.rl.envthread import start_step
 from vai.rl.episodes import EpisodeRecorder

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vai.config import RLPreset
 from vai.crops import center_crop, random_crop
+from vai.presets.rl import RLPreset
 from vai.rl.algorithms import Algorithm
 from vai.rl.augment import adapt_aug, random_shift
 from vai.vision.adapter import AttentionAdapter, place_masks

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vai.config import RLPreset, aux_tasks
+from vai.presets.rl import RLPreset
 from vai.rl.algorithms import algorithm_spec
 from vai.rl.augment import random_convolution
 from vai.rl.aux import AuxiliaryHeads
@@ -134,7 +134,7 @@ class SACAgent(nn.Module):
             self.actor = Actor(
                 actor_encoder, action_dim, preset.hidden_dim, preset.actor_log_std_min, preset.actor_log_std_max
             )
-            self.aux_tasks = aux_tasks(preset)
+            self.aux_tasks = preset.aux_tasks
             self.aux = None
             if self.aux_tasks:
                 aux_encoder = PixelEncoder(

@@ -25,20 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vai.config import (
-    ALGORITHMS,
-    DMCTask,
-    RLPreset,
-    default_modes,
-    encoder_layers,
-    get_rl_preset,
-    get_task,
-    override,
-    replay_transitions,
-)
 from vai.context import RunContext
 from vai.errors import UserError
+from vai.presets.rl import ALGORITHMS, RLPreset, encoder_layers, get_rl_preset, replay_transitions
+from vai.presets.settings import override
 from vai.run_dir import AgentDir, RunDir
+from vai.tasks import DMCTask, check_mode, default_modes, get_task
 
 if TYPE_CHECKING:
     from vai.rl.loop import LoopState
@@ -54,8 +46,8 @@ def check_algorithm(algorithm: str) -> str:
 
 def check_rl_preset(task: str, preset: RLPreset) -> None:
     """UserError for settings that no agent can be built with (before anything is trained or written)."""
-    from vai.config import IMAGE_SIZE, aux_tasks
     from vai.rl.encoder import conv_output_side
+    from vai.tasks import IMAGE_SIZE
 
     if preset.image_size > IMAGE_SIZE:
         raise UserError(f"cannot use image_size={preset.image_size}: frames are rendered at {IMAGE_SIZE} px")
@@ -65,7 +57,6 @@ def check_rl_preset(task: str, preset: RLPreset) -> None:
     view = preset.image_size // preset.downsample
     if conv_output_side(view, layers) < 1:
         raise UserError(f"{layers} conv layers leave nothing of a {view}-px view: set fewer (num_layers)")
-    aux_tasks(preset)
 
 
 RESUME_SETTINGS = ("train_steps", "eval_every", "eval_episodes", "checkpoint_every")
@@ -339,7 +330,6 @@ def eval_stage(
     says which and why under the tables, and names the seeds behind every column; results.json has the
     seed of every row (``evaluation_seeds``) and ``not_evaluated``."""
     from vai.atomic import write_json_atomic, write_text_atomic
-    from vai.config import check_mode
     from vai.data.video import VideoCache
     from vai.envs.datasets import check_mode_data
     from vai.rl.checkpoint import load_agent

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -28,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vai.checkpoints import CheckpointFormat, load_tensors, save_tensors
-from vai.config import FRAME_STACK, VisionPreset
 from vai.crops import center_crop
+from vai.presets.vision import VisionPreset
+from vai.tasks import FRAME_STACK
 from vai.vision.augment import Distractor
 from vai.vision.backgrounds import procedural_backgrounds
 from vai.vision.keypoints import channels_last
@@ -207,12 +209,8 @@ def train_adapter(
     generator = torch.Generator(device=device).manual_seed(seed)
     if backgrounds is None:
         backgrounds = procedural_backgrounds(PROCEDURAL_POOL, frames.shape[-1], generator)
-    distractor = Distractor(
-        backgrounds.to(device),
-        crop_size=preset.adapter_size,
-        boxes=preset.adapter_boxes,
-        coherent_stack=preset.adapter_coherent_stack,
-    ).to(device)
+    knobs = distractor_settings(preset)
+    distractor = Distractor(backgrounds.to(device), crop_size=preset.adapter_size, **knobs).to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         adapter = AttentionAdapter(size=preset.adapter_size, norm=preset.adapter_norm, output=preset.adapter_output)
@@ -249,6 +247,14 @@ def train_adapter(
         parameters=parameter_count(adapter),
     )
     return adapter, result
+
+
+def distractor_settings(preset: VisionPreset) -> dict[str, Any]:
+    """The :class:`~vai.vision.augment.Distractor`'s keyword arguments, each the preset's field of the
+    same name after ``adapter_`` (``boxes``: ``adapter_boxes``), so that every knob is a setting."""
+    arguments = inspect.signature(Distractor).parameters.values()
+    names = [argument.name for argument in arguments if argument.kind is inspect.Parameter.KEYWORD_ONLY]
+    return {name: getattr(preset, f"adapter_{name}") for name in names}
 
 
 def stack_indices(episodes: torch.Tensor, stack: int = FRAME_STACK) -> torch.Tensor:

@@ -6,7 +6,8 @@ stack (the target of the feature-consistency loss), plus the mask to predict. Th
 its pixel positions; only its colours move (colour jitter), so the target mask is the input mask
 under the same crop.
 
-Per stack, in order (the constructor's defaults are VAI's, ``train_stage2.py``):
+Per stack, in order (the constructor's defaults are VAI's, ``train_stage2.py``; each keyword argument ``X`` is
+the vision preset's field ``adapter_X``, :func:`vai.vision.adapter.distractor_settings`):
 
 1. colour jitter of the whole frames (hue, brightness, contrast, saturation), one draw per stack;
 2. one random crop (100 -> 84) shared by the 3 frames, their jittered copies and their masks;

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vai.config import VIDEO_MODES
 from vai.errors import UserError
+from vai.tasks import VIDEO_MODES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vai.config import VisionPreset
+from vai.presets.vision import VisionPreset
 from vai.vision.keypoints import train_transporter
 from vai.vision.masks import counterfactual_masks
 

@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from vai import __version__
-from vai.config import get_task, get_vision_preset
 from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, masks_path, save_frames, save_masks
 from vai.envs import make_env
 from vai.envs.random_policy import random_episode
 from vai.errors import UserError
+from vai.presets.vision import get_vision_preset
 from vai.run_dir import RunDir
+from vai.tasks import get_task
 
 LOG_EVERY = 500
 """Frames between progress messages."""

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from vai.atomic import write_json_atomic, write_text_atomic
-from vai.config import VisionPreset
 from vai.crops import center_crop
 from vai.data.video import VideoCache
 from vai.envs.factory import make_env
 from vai.envs.random_policy import random_episode
+from vai.presets.vision import VisionPreset
 from vai.vision.adapter import AttentionAdapter
 from vai.vision.metrics import mask_scores
 

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vai.checkpoints import CheckpointFormat, load_tensors, save_tensors
-from vai.config import IMAGE_SIZE, VisionPreset
+from vai.presets.vision import VisionPreset
+from vai.tasks import IMAGE_SIZE
 
 DEFAULT_CHANNELS = 32
 """Width of the first encoder stage; stages have 1x, 2x and 4x this (32, 64, 128 channels as Kulkarni

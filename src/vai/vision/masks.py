@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vai.config import VisionPreset
+from vai.presets.vision import VisionPreset
 from vai.vision.keypoints import Transporter, frames_to_inputs, gaussian_maps, max_map
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from vai.config import KEYPOINTS, VisionPreset, default_modes, get_task, get_vision_preset, override
 from vai.context import RunContext
 from vai.data.frames import (
     FrameStore,
@@ -33,7 +32,10 @@ from vai.data.frames import (
     save_counterfactual_masks,
 )
 from vai.errors import UserError
+from vai.presets.settings import override
+from vai.presets.vision import VisionPreset, get_vision_preset
 from vai.run_dir import RunDir
+from vai.tasks import KEYPOINTS, default_modes, get_task
 
 MEASUREMENT_SEED = 1000
 """First seed of the episodes the masks are measured on, apart from the seeds of the episodes they learned from."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vai.config import DRAWER_MODES, TASKS, check_mode, default_modes, get_task
+from vai.tasks import DRAWER_MODES, TASKS, check_mode, default_modes, get_task
 
 
 def test_default_modes_by_purpose():
