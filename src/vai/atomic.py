@@ -1,11 +1,86 @@
-"""Atomic file writes: a killed run leaves the old file or the new one, never half of one."""
+"""Atomic file writes: a killed run leaves the old file or the new one, never half of one.
+
+A write that the file system refuses (full, read-only, no permission, a file where a folder should be)
+is a :class:`~vai.errors.WriteFailed` naming the path and the fix, also when torch reports it only as
+"enforce fail ... unexpected pos". A process killed mid-write leaves its hidden temporary file, which
+:func:`remove_stale_temporaries` clears when the directory's next owner starts (:mod:`vai.lock`).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from vai.errors import WriteFailed
+
+ELSEWHERE = "choose another --out or --run"
+"""How a user points a command at another directory."""
+
+_FIXES = {
+    errno.ENOSPC: "no space left on its file system ({free} free): free space, or " + ELSEWHERE,
+    errno.EDQUOT: "disk quota exceeded ({free} free): free space, or " + ELSEWHERE,
+    errno.EFBIG: "the file outgrew this process's file size limit (ulimit -f): raise the limit, or " + ELSEWHERE,
+    errno.EROFS: "the file system is read-only: " + ELSEWHERE + " on a writable one",
+    errno.EACCES: "permission denied: " + ELSEWHERE + " where you may write",
+    errno.EPERM: "operation not permitted: " + ELSEWHERE + " where you may write",
+    errno.EISDIR: "it is a directory: remove it, or " + ELSEWHERE,
+}
+_NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)
+"""What the system says of a path through a file, or of a folder to make where a file lies."""
+_TORCH_WRITE = ("inline_container", "PytorchStreamWriter")
+"""Words of the RuntimeError torch's archive writer raises when a write fails (a full disk among others)."""
+
+
+def _free_space(path: Path) -> str:
+    """The free space of the file system ``path`` (or its nearest existing parent) is on, for messages."""
+    for folder in (path, *path.parents):
+        try:
+            return f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB"
+        except OSError:
+            continue
+    return "unknown"
+
+
+def write_failure(path: str | os.PathLike, error: BaseException) -> WriteFailed | None:
+    """The one-line :class:`WriteFailed` for ``error`` raised while writing ``path``, or None where
+    ``error`` is not a refused write (a bug to show as it is)."""
+    path = Path(path)
+    if isinstance(error, RuntimeError) and any(word in str(error) for word in _TORCH_WRITE):
+        # torch does not say why; a full disk or a file size limit are what refuse a write midway.
+        reason = str(error).splitlines()[0][:120]
+        return WriteFailed(
+            f"cannot write {path} (torch: {reason}; {_free_space(path)} free on its file system): "
+            f"free space or raise the file size limit (ulimit -f), or {ELSEWHERE}"
+        )
+    if not isinstance(error, OSError):
+        return None
+    if error.errno in _NOT_A_FOLDER:
+        blocking = next((folder for folder in path.parents if folder.exists()), path.parent)
+        if blocking.is_dir() and error.errno == errno.EEXIST:
+            return None
+        return WriteFailed(f"cannot write {path}: {blocking} is a file, not a directory: {ELSEWHERE}")
+    fix = _FIXES.get(error.errno)
+    if fix is None:
+        return None
+    return WriteFailed(f"cannot write {path}: " + fix.format(free=_free_space(path)))
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[Path]:
+    """A block that writes ``path``: a refused write leaves it as :class:`WriteFailed` (see :func:`write_failure`)."""
+    try:
+        yield Path(path)
+    except (OSError, RuntimeError) as error:
+        failure = write_failure(path, error)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix: str = ".tmp") -> Path:
@@ -15,24 +90,49 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix:
     even a power cut leaves the old file or the new one. The file gets the usual permissions (0666
     less the umask; ``mkstemp`` alone gives 0600), and the temporary file is removed if anything
     fails. ``suffix`` ends the temporary name (writers that choose a format from the extension,
-    like OpenCV's video writer, need the real one).
+    like OpenCV's video writer, need the real one). A refused write is a :class:`WriteFailed`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        _fsync_file(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(handle)
+        temporary = Path(name)
+        try:
+            write(temporary)
+            _fsync_file(temporary)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
     _fsync_directory(path.parent)
     return path
+
+
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
+"""The name :func:`atomic_write` gives a temporary file: ``.TARGET.XXXXXXXX`` and its suffix."""
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is that of a temporary file of :func:`atomic_write` (``.last.pt.k2j4xq_a.tmp``)."""
+    match = _TEMPORARY.fullmatch(name)
+    return bool(match) and match["suffix"] in (".tmp", Path(match["target"]).suffix)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, owned_apart: Callable[[Path], bool]) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in ``directory`` and its folders;
+    returns them. Only the directory's owner may call it, as no write of its own is under way then;
+    ``owned_apart(folder)`` names subfolders another owner cleans (an agent's directory in a run)."""
+    removed = []
+    for folder, subfolders, files in os.walk(directory):
+        subfolders[:] = [name for name in subfolders if not owned_apart(Path(folder) / name)]
+        for name in files:
+            if is_temporary(name):
+                (Path(folder) / name).unlink(missing_ok=True)
+                removed.append(Path(folder) / name)
+    return removed
 
 
 def _fsync_file(path: Path) -> None:

@@ -11,5 +11,10 @@ class UserError(Exception):
     """
 
 
+class WriteFailed(UserError):
+    """A file could not be written: a full disk, a read-only file system, no permission, or a file where a
+    folder should be. The message names the path and the fix; files written before stay as they were."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite during training; the state was saved for inspection (exit code 1)."""

@@ -1,0 +1,86 @@
+"""One owner per directory: a stage writes into a run or agent directory only while it holds its lock.
+
+The lock is ``fcntl.flock`` on ``DIRECTORY/.vai.lock``, which holds the owner's PID. The operating
+system lets go of it when its process ends in any way, ``kill -9`` included, so a lock is never stale;
+a second process on the same directory gets a one-line :class:`~vai.errors.UserError` naming the
+directory and the owner's PID. The file stays when the owner ends: deleting it would let two processes
+lock two different files of one name. A process that owns a directory owns it again without waiting
+(``vai run`` holds its run directory while its stages take it), and the first owner of a directory
+clears the temporary files that writers killed mid-write left there (:mod:`vai.atomic`).
+
+Example::
+
+    with owning(agent_dir.path):
+        ...  # the only vai process writing into agent_dir
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vai.atomic import ELSEWHERE, remove_stale_temporaries, writing
+from vai.errors import UserError
+
+LOCK_NAME = ".vai.lock"
+"""The lock file inside an owned directory."""
+
+
+def lock_path(directory: str | os.PathLike) -> Path:
+    return Path(directory) / LOCK_NAME
+
+
+def _owned_apart(folder: Path) -> bool:
+    """Whether ``folder`` has an owner of its own (an agent's directory inside a run directory)."""
+    return lock_path(folder).is_file()
+
+
+@contextmanager
+def owning(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``directory`` (made if missing) for the block; a UserError if another process holds it.
+
+    A directory this process holds already is held again; otherwise its stale temporary files are
+    removed on entry. A directory that cannot be made or written is a :class:`~vai.errors.WriteFailed`.
+    """
+    directory = Path(directory)
+    path = lock_path(directory)
+    with writing(path):
+        directory.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            if owner == str(os.getpid()):  # this process's own, taken further up the call
+                yield directory
+                return
+            raise UserError(
+                f"{directory} is in use by another vai process (PID {owner or 'unknown'}): "
+                f"wait for it to end, or {ELSEWHERE}"
+            ) from None
+        with writing(path):
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        remove_stale_temporaries(directory, _owned_apart)
+        yield directory
+    finally:
+        os.close(descriptor)  # lets go of the lock
+
+
+def empty(directory: str | os.PathLike) -> None:
+    """Delete all that ``directory``, which this process owns, holds but its lock (``vai run --fresh``);
+    a folder with an owner of its own (an agent in training) only once this process owns it too."""
+    for entry in Path(directory).iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            with owning(entry) if _owned_apart(entry) else contextlib.nullcontext():
+                shutil.rmtree(entry)
+        else:
+            entry.unlink()
