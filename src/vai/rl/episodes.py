@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vai.atomic import atomic_write
+from vai.errors import UserError
 from vai.rl.replay import ReplayBuffer
 
 
@@ -55,23 +56,40 @@ def episode_path(directory: Path, index: int) -> Path:
     return directory / f"episode_{index:06d}.npz"
 
 
+EPISODE_ARRAYS = ("frames", "actions", "rewards", "terminated")
+
+
+def read_episode(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of one stored episode, or a UserError naming the file and what to do."""
+    fix = "the replay buffer cannot be rebuilt, so the run cannot resume: train it again into another --out"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: {fix}")
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in EPISODE_ARRAYS}
+    except Exception as error:  # a damaged archive fails in many ways (zip, header, sizes, a missing array)
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:120]
+        raise UserError(f"{path} is damaged ({reason}): {fix}") from None
+    steps = len(arrays["actions"])
+    if len(arrays["frames"]) != steps + 1 or len(arrays["rewards"]) != steps or len(arrays["terminated"]) != steps:
+        raise UserError(f"{path} is damaged (its arrays' lengths disagree): {fix}")
+    return arrays
+
+
 def refill(buffer: ReplayBuffer, directory: str | Path, episodes: int) -> int:
     """Add episodes 0..``episodes``-1 from ``directory`` to ``buffer`` (the newest ones that fit);
-    returns the number of transitions added. A missing file is an error: the run is incomplete."""
+    returns the number of transitions added. A missing or damaged file is a UserError: without it the
+    run cannot go on as it would have uninterrupted."""
     directory = Path(directory)
     # Only the newest episodes can still be in a full ring; skip reading the older ones.
     needed, first = 0, episodes
     while first > 0 and needed < buffer.capacity:
         first -= 1
-        path = episode_path(directory, first)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: cannot rebuild the replay buffer of this run")
-        with np.load(path) as data:
-            needed += len(data["frames"])
+        needed += len(read_episode(episode_path(directory, first))["frames"])
     added = 0
     for index in range(first, episodes):
-        with np.load(episode_path(directory, index)) as data:
-            frames, actions, rewards, terminated = data["frames"], data["actions"], data["rewards"], data["terminated"]
+        data = read_episode(episode_path(directory, index))
+        frames, actions, rewards, terminated = data["frames"], data["actions"], data["rewards"], data["terminated"]
         buffer.start_episode(frames[0])
         for step in range(len(actions)):
             buffer.add(actions[step], float(rewards[step]), bool(terminated[step]), frames[step + 1])

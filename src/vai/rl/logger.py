@@ -7,6 +7,7 @@ logged, and a resumed run drops what was logged after its checkpoint, from the C
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -20,8 +21,8 @@ from typing import TextIO
 
 import numpy as np
 
-from vai.atomic import write_text_atomic
-from vai.errors import UserError
+from vai.atomic import write_text_atomic, writing
+from vai.errors import UserError, WriteFailed
 from vai.run_dir import AgentDir
 
 
@@ -90,21 +91,21 @@ class RunLogger:
             raise ValueError(f"metric group {group!r} must be a non-empty name without path separators")
         if "step" in metrics:
             raise ValueError(f"metric group {group!r}: 'step' is the step column, not a metric name")
-        if group not in self._files:
-            path = self.agent_dir.log(group)
-            resumed = group in self._columns
-            self._files[group] = path.open("a" if resumed else "w", newline="")
-            if not resumed:
-                self._columns[group] = list(metrics)
-                csv.writer(self._files[group], lineterminator="\n").writerow(["step", *metrics])
-        columns = self._columns[group]
-        unknown = [key for key in metrics if key not in columns]
-        if unknown:
-            self._widen(group, unknown)
+        with writing(self.agent_dir.log(group)) as path:  # a full disk: a WriteFailed naming the file
+            if group not in self._files:
+                resumed = group in self._columns
+                self._files[group] = path.open("a" if resumed else "w", newline="")
+                if not resumed:
+                    self._columns[group] = list(metrics)
+                    csv.writer(self._files[group], lineterminator="\n").writerow(["step", *metrics])
             columns = self._columns[group]
-        row = [str(int(step))] + [_cell(metrics[key]) if key in metrics else "" for key in columns]
-        csv.writer(self._files[group], lineterminator="\n").writerow(row)
-        self._files[group].flush()
+            unknown = [key for key in metrics if key not in columns]
+            if unknown:
+                self._widen(group, unknown)
+                columns = self._columns[group]
+            row = [str(int(step))] + [_cell(metrics[key]) if key in metrics else "" for key in columns]
+            csv.writer(self._files[group], lineterminator="\n").writerow(row)
+            self._files[group].flush()
         if self._events is not None:
             for key, value in metrics.items():
                 self._events.add_scalar(f"{group}/{key}", float(value), int(step))
@@ -125,19 +126,31 @@ class RunLogger:
         self._files[group] = path.open("a", newline="")
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
+        """Close every file; a row that cannot be flushed (a full disk) is a WriteFailed, once all are closed."""
+        failures = []
+        for group, handle in self._files.items():
+            try:
+                with writing(self.agent_dir.log(group)):
+                    handle.close()
+            except WriteFailed as failure:
+                failures.append(failure)
         self._files.clear()
         if self._events is not None:
             self._events.close()
             self._events = None
         self._closed = True
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> RunLogger:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, error_type: type[BaseException] | None, *exc_info: object) -> None:
+        if error_type is None:
+            self.close()
+            return
+        with contextlib.suppress(WriteFailed):  # the error under way tells what failed first
+            self.close()
 
 
 class Progress:
