@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vai.atomic import is_temporary
 from vai.errors import UserError
+from vai.lock import LOCK_NAME
 
 TASK = "cartpole_balance"
 EPISODE_FRAMES = 126
@@ -92,7 +94,7 @@ def test_collect_stores_each_frame_once_with_episode_boundaries(collected):
     meta = store.metadata
     assert meta["task"] == TASK and meta["mode"] == "train" and meta["seed"] == 0
     assert meta["frame_count"] == FRAMES and meta["image_size"] == [100, 100] and meta["extensions"] == []
-    assert not [p.name for p in collected.parent.iterdir() if p.name.startswith(".")], "temporary file left"
+    assert not [p.name for p in collected.parent.iterdir() if is_temporary(p.name)], "temporary file left"
 
 
 def test_replaying_the_stored_actions_reproduces_each_frame_and_mask(collected, env_factory):
@@ -156,7 +158,7 @@ def test_a_second_call_without_extend_refuses_and_leaves_the_files_alone(collect
         collect(TASK, 30, out, seed=0)
     assert str(out) in str(error.value) and "\n" not in str(error.value)
     assert (out.read_bytes(), masks_path(out).read_bytes()) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames.masks.npz", "frames.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != LOCK_NAME) == ["frames.masks.npz", "frames.npz"]
 
 
 def test_extend_appends_new_episodes_and_keeps_the_old_frames(collected, tmp_path):
@@ -185,7 +187,7 @@ def test_extend_appends_new_episodes_and_keeps_the_old_frames(collected, tmp_pat
     assert reread.metadata["id"] != old.metadata["id"]
     with pytest.raises(UserError, match="other frames"):
         load_masks(masks_path(collected), reread)
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left"
+    assert not [p.name for p in tmp_path.iterdir() if is_temporary(p.name)], "temporary file left"
 
 
 def test_extend_refuses_another_task_before_rendering(collected, tmp_path):

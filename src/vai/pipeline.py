@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 from vai.atomic import write_json_atomic
 from vai.context import RunContext
 from vai.errors import UserError
+from vai.lock import empty, owning
 from vai.presets.rl import ALGORITHMS, RL_PRESETS, aux_task_names, get_rl_preset
 from vai.presets.settings import override
 from vai.presets.vision import VISION_PRESETS, get_vision_preset
@@ -154,9 +154,6 @@ def run_pipeline(
     backgrounds = backgrounds or default_backgrounds(context.data_dir)
     for mode in modes or []:
         check_mode(get_task(task), mode)
-    if fresh and run.path.exists():
-        shutil.rmtree(run.path)
-    run.path.mkdir(parents=True, exist_ok=True)
     config = {
         "task": task,
         "preset": preset_name,
@@ -168,74 +165,80 @@ def run_pipeline(
         "vision": dataclasses.asdict(vision),
         "rl": dataclasses.asdict(rl),
     }
-    check_same_settings(run.config, config)
-    write_json_atomic(config, run.config)
-    seconds: dict[str, float] = {}
+    if not fresh:
+        check_same_settings(run.config, config)
+    with owning(run.path):  # no other vai process writes into the run meanwhile
+        if fresh:
+            empty(run.path)
+        else:  # again, now that no other process can write run.json
+            check_same_settings(run.config, config)
+        write_json_atomic(config, run.config)
+        seconds: dict[str, float] = {}
 
-    def stage(name: str, done: bool, function: Callable[..., Any], *args, **kwargs) -> Any:
-        if done:
-            log(f"[{name}] reusing what {run.path} holds")
-            return None
-        log(f"[{name}] ...")
-        start = time.perf_counter()
-        result = function(*args, **kwargs)
-        seconds[name] = round(time.perf_counter() - start, 1)
-        log(f"[{name}] done in {seconds[name]:.0f} s")
-        return result
+        def stage(name: str, done: bool, function: Callable[..., Any], *args, **kwargs) -> Any:
+            if done:
+                log(f"[{name}] reusing what {run.path} holds")
+                return None
+            log(f"[{name}] ...")
+            start = time.perf_counter()
+            result = function(*args, **kwargs)
+            seconds[name] = round(time.perf_counter() - start, 1)
+            log(f"[{name}] done in {seconds[name]:.0f} s")
+            return result
 
-    def progress(message: str) -> None:
-        log(f"  {message}")
+        def progress(message: str) -> None:
+            log(f"  {message}")
 
-    stage(
-        "collect",
-        run.frames.is_file(),
-        collect,
-        task,
-        frames=vision.collect_frames,
-        out=run.frames,
-        seed=context.seed,
-        data_dir=context.data_dir,
-        log=progress,
-    )
-    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
-    stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
-    # The masks are measured on episodes of their own seeds, whatever the run's seed.
-    measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
-    mask_modes = default_modes(get_task(task), "masks")
-    stage(
-        "masks",
-        run.masks_eval.is_file(),
-        stages.masks_eval_stage,
-        measuring,
-        vision,
-        modes=mask_modes,
-        episodes=vision.mask_eval_episodes,
-        steps=vision.mask_eval_steps,
-    )
-    if not run.masks_picture.is_file():
-        stages.masks_show_stage(measuring, modes=mask_modes)
-
-    agents = {}
-    for algorithm in ["vai", *baselines]:
-        out = run.agent(algorithm, context.seed)
-        resume = out.checkpoint.is_file()
         stage(
-            f"train {algorithm}",
-            False,
-            train_stage,
-            context,
-            rl,
-            algorithm=algorithm,
-            resume=resume,
-            tensorboard=tensorboard,
+            "collect",
+            run.frames.is_file(),
+            collect,
+            task,
+            frames=vision.collect_frames,
+            out=run.frames,
+            seed=context.seed,
+            data_dir=context.data_dir,
+            log=progress,
         )
-        agents[algorithm] = out
-    checkpoints = [out.checkpoint for out in agents.values()]
-    modes = modes or default_modes(get_task(task))
-    seeds, episodes = rl.test_seeds, rl.test_episodes
-    record = stage("evaluate", False, eval_stage, context, checkpoints, modes=modes, seeds=seeds, episodes=episodes)
-    _finish(context, agents, config, seconds, log)
-    return record
+        stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
+        stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
+        # The masks are measured on episodes of their own seeds, whatever the run's seed.
+        measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
+        mask_modes = default_modes(get_task(task), "masks")
+        stage(
+            "masks",
+            run.masks_eval.is_file(),
+            stages.masks_eval_stage,
+            measuring,
+            vision,
+            modes=mask_modes,
+            episodes=vision.mask_eval_episodes,
+            steps=vision.mask_eval_steps,
+        )
+        if not run.masks_picture.is_file():
+            stages.masks_show_stage(measuring, modes=mask_modes)
+
+        agents = {}
+        for algorithm in ["vai", *baselines]:
+            out = run.agent(algorithm, context.seed)
+            resume = out.checkpoint.is_file()
+            stage(
+                f"train {algorithm}",
+                False,
+                train_stage,
+                context,
+                rl,
+                algorithm=algorithm,
+                resume=resume,
+                tensorboard=tensorboard,
+            )
+            agents[algorithm] = out
+        checkpoints = [out.checkpoint for out in agents.values()]
+        modes = modes or default_modes(get_task(task))
+        seeds, episodes = rl.test_seeds, rl.test_episodes
+        record = stage("evaluate", False, eval_stage, context, checkpoints, modes=modes, seeds=seeds, episodes=episodes)
+        _finish(context, agents, config, seconds, log)
+        return record
 
 
 def _finish(context: RunContext, agents: dict[str, AgentDir], config, seconds, log) -> None:

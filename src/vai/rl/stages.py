@@ -16,17 +16,20 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vai.context import RunContext
-from vai.errors import UserError
+from vai.errors import UserError, WriteFailed
+from vai.lock import owning
 from vai.presets.rl import ALGORITHMS, RLPreset, encoder_layers, get_rl_preset, replay_transitions
 from vai.presets.settings import override
 from vai.run_dir import AgentDir, RunDir
@@ -135,22 +138,24 @@ def train_stage(
     eval_modes = eval_modes or default_modes(spec, "training")
     # A resumed run goes on writing the TensorBoard files it has, so TensorBoard hides the steps it drops.
     tensorboard = tensorboard or (resume and out.tensorboard.is_dir())
-    check_training(context, preset, algorithm, out, adapter, resume, tensorboard)
-    start = resume_agent(context, algorithm, out, changes, eval_modes) if resume else None
+    check_training(context, preset, algorithm, out, adapter, resume, tensorboard, eval_modes)
 
     def make_training_env():
         return make_env(context.task, "train", data_dir=context.data_dir)
 
-    # On its own thread the environment steps while the agent updates, where a core is free for it.
-    env = EnvThread(make_training_env) if overlap_pays(context.device) else make_training_env()
-    try:
-        if start is None:  # a new agent takes its shapes from the environment
-            start = new_agent(context, preset, algorithm, adapter, env, eval_modes)
-        buffer = replay_buffer(start, env, out)
-        write_agent_config(start, buffer, out)
-        state, seconds = train_agent(start, env, buffer, out, progress, tensorboard)
-    finally:
-        env.close()
+    with owning(out.path), resumable_on_failed_write(out):
+        check_agent_dir(out, resume)  # again, now that no other process can write into it
+        start = resume_agent(context, algorithm, out, changes, eval_modes) if resume else None
+        # On its own thread the environment steps while the agent updates, where a core is free for it.
+        env = EnvThread(make_training_env) if overlap_pays(context.device) else make_training_env()
+        try:
+            if start is None:  # a new agent takes its shapes from the environment
+                start = new_agent(context, preset, algorithm, adapter, env, eval_modes)
+            buffer = replay_buffer(start, env, out)
+            write_agent_config(start, buffer, out)
+            state, seconds = train_agent(start, env, buffer, out, progress, tensorboard)
+        finally:
+            env.close()
     steps = state.step - (start.state.step if start.state else 0)
     return {
         "steps": state.step,
@@ -164,9 +169,17 @@ def train_stage(
 
 
 def check_training(
-    context: RunContext, preset: RLPreset, algorithm: str, out: AgentDir, adapter: Path, resume: bool, tensorboard: bool
+    context: RunContext,
+    preset: RLPreset,
+    algorithm: str,
+    out: AgentDir,
+    adapter: Path,
+    resume: bool,
+    tensorboard: bool,
+    eval_modes: list[str],
 ) -> None:
     """UserError for a training that cannot start, before anything is built or written."""
+    from vai.envs.datasets import check_mode_data
     from vai.rl.algorithms import algorithm_spec
     from vai.rl.logger import check_tensorboard
 
@@ -174,15 +187,42 @@ def check_training(
     check_rl_preset(context.task, preset)
     if tensorboard:
         check_tensorboard()
-    if out.checkpoint.is_file() and not resume:
-        raise UserError(f"{out.path} already holds a run: pass --resume to continue it or choose another --out")
-    if resume and not out.checkpoint.is_file():
-        raise UserError(f"nothing to resume: {out.checkpoint} does not exist (drop --resume to start the run)")
+    if not resume:  # a resumed run evaluates in the modes it recorded
+        for mode in eval_modes:
+            check_mode(get_task(context.task), mode)
+            check_mode_data(mode, context.data_dir)
+    check_agent_dir(out, resume)
     if not resume and algorithm_spec(algorithm).adapter and not Path(adapter).is_file():
         raise UserError(
             f"the {algorithm} agent needs an attention adapter, not found at {adapter}: "
             f"run 'vai adapter {context.task}' first or pass --adapter"
         )
+
+
+def check_agent_dir(out: AgentDir, resume: bool) -> None:
+    """UserError unless ``out`` holds a checkpoint exactly when the run resumes one."""
+    if out.checkpoint.is_file() and not resume:
+        raise UserError(f"{out.path} already holds a run: pass --resume to continue it or choose another --out")
+    if resume and not out.checkpoint.is_file():
+        if out.config.is_file():  # started, and stopped before its first checkpoint
+            raise UserError(
+                f"nothing to resume: the run in {out.path} stopped before its first checkpoint "
+                f"({out.checkpoint}): the same command without --resume starts it afresh"
+            )
+        raise UserError(f"nothing to resume: {out.checkpoint} does not exist (drop --resume to start the run)")
+
+
+@contextlib.contextmanager
+def resumable_on_failed_write(out: AgentDir) -> Iterator[None]:
+    """A block whose failed write (a full disk...) says also how to go on from the last good checkpoint."""
+    try:
+        yield
+    except WriteFailed as error:
+        if not out.checkpoint.is_file():
+            raise
+        raise WriteFailed(
+            f"{error}; the last checkpoint {out.checkpoint} is intact: --resume goes on from it"
+        ) from None
 
 
 def resume_agent(
@@ -329,19 +369,28 @@ def eval_stage(
     ``video_easy`` seeds whose clip is missing are not evaluated (:mod:`vai.rl.evaluate`): results.md
     says which and why under the tables, and names the seeds behind every column; results.json has the
     seed of every row (``evaluation_seeds``) and ``not_evaluated``."""
-    from vai.atomic import write_json_atomic, write_text_atomic
-    from vai.data.video import VideoCache
     from vai.envs.datasets import check_mode_data
     from vai.rl.checkpoint import load_agent
-    from vai.rl.evaluate import evaluate
-    from vai.rl.stats import markdown_table, returns_to_json, summary_to_json
 
-    data_dir = context.data_dir
     loaded = [(path, *load_agent(path, context.device)) for path in checkpoints]
     for _path, _agent, payload in loaded:  # every mode and its data checked before the first episode
         for mode in modes or default_modes(get_task(payload["task"])):
             check_mode(get_task(payload["task"]), mode)
-            check_mode_data(mode, data_dir)
+            check_mode_data(mode, context.data_dir)
+    with owning(context.run.path):
+        return _evaluate_checkpoints(context, loaded, modes, seeds, episodes, test_time_adaptation)
+
+
+def _evaluate_checkpoints(
+    context: RunContext, loaded: list, modes: list[str] | None, seeds: int, episodes: int, test_time_adaptation: bool
+) -> dict[str, Any]:
+    """:func:`eval_stage`'s evaluation of its ``loaded`` (path, agent, contents) checkpoints, and its files."""
+    from vai.atomic import write_json_atomic, write_text_atomic
+    from vai.data.video import VideoCache
+    from vai.rl.evaluate import evaluate
+    from vai.rl.stats import markdown_table, returns_to_json, summary_to_json
+
+    data_dir = context.data_dir
     cache = VideoCache()
     returns: dict[str, dict[str, dict[str, Any]]] = {}
     success: dict[str, dict[str, dict[str, Any]]] = {}
@@ -382,7 +431,7 @@ def eval_stage(
     reasons = dict.fromkeys(entry["reason"] for per_mode in not_evaluated.values() for entry in per_mode.values())
     tables += [f"{reason}\n" for reason in reasons]
     record = {
-        "checkpoints": [str(path) for path in checkpoints],
+        "checkpoints": [str(path) for path, _agent, _payload in loaded],
         "seeds": seeds,
         "episodes": episodes,
         "test_time_adaptation": test_time_adaptation,

@@ -29,6 +29,7 @@ from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, ma
 from vai.envs import make_env
 from vai.envs.random_policy import random_episode
 from vai.errors import UserError
+from vai.lock import owning
 from vai.presets.vision import get_vision_preset
 from vai.run_dir import RunDir
 from vai.tasks import get_task
@@ -57,11 +58,13 @@ def collect(
     if frames < 1 or seed < 0:
         raise UserError(f"need --frames >= 1 and --seed >= 0, got {frames} and {seed}")
     out = Path(out)
+    with owning(out.parent):  # made and locked now, not after minutes of rendering
+        return _collect(task, frames, out, seed, data_dir, extend, log)
+
+
+def _collect(task, frames, out: Path, seed, data_dir, extend, log) -> FrameStore:
+    """:func:`collect` in its directory, once it owns it."""
     previous = _previous_collection(out, task, frames, extend)
-    try:  # fail now, not after minutes of rendering
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot write {out}: {error.strerror or error}") from error
     first_episode = previous[0].episode_count if previous else 0
     env = make_env(task, "train", data_dir=data_dir, foreground_mask=True)
     try:

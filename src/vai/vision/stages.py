@@ -32,6 +32,7 @@ from vai.data.frames import (
     save_counterfactual_masks,
 )
 from vai.errors import UserError
+from vai.lock import owning
 from vai.presets.settings import override
 from vai.presets.vision import VisionPreset, get_vision_preset
 from vai.run_dir import RunDir
@@ -72,24 +73,25 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> d
             f"{run.frames} has no episode of two frames or more, and the Transporter learns from pairs "
             f"of frames of one episode: collect more (vai collect {task} --run {run.path} --extend --frames 1000)"
         )
-    model, metrics = train_transporter(
-        preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=context.seed, log=log
-    )
-    start = time.perf_counter()
-    masks = counterfactual_masks(model, store.frames, preset, device=device)
-    save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
-    meta = {
-        "threshold": preset.mask_threshold,
-        "morphology": preset.mask_morphology,
-        "keypoints": KEYPOINTS[task],
-        "preset": preset.name,
-    }
-    save_counterfactual_masks(masks, store, run.counterfactual, meta)
-    summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
-    summary.update(mask_seconds=time.perf_counter() - start, mask_foreground_fraction=float(masks.mean()))
-    record = {"preset": preset.name, "seed": context.seed, **summary, "loss_curve": metrics["loss_curve"]}
-    _write_json(record, run.keypoints_record)
-    return summary
+    with owning(run.path):
+        model, metrics = train_transporter(
+            preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=context.seed, log=log
+        )
+        start = time.perf_counter()
+        masks = counterfactual_masks(model, store.frames, preset, device=device)
+        save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
+        meta = {
+            "threshold": preset.mask_threshold,
+            "morphology": preset.mask_morphology,
+            "keypoints": KEYPOINTS[task],
+            "preset": preset.name,
+        }
+        save_counterfactual_masks(masks, store, run.counterfactual, meta)
+        summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
+        summary.update(mask_seconds=time.perf_counter() - start, mask_foreground_fraction=float(masks.mean()))
+        record = {"preset": preset.name, "seed": context.seed, **summary, "loss_curve": metrics["loss_curve"]}
+        _write_json(record, run.keypoints_record)
+        return summary
 
 
 def adapter_stage(context: RunContext, preset: VisionPreset, *, backgrounds: Path | None = None, log=None) -> dict:
@@ -100,14 +102,17 @@ def adapter_stage(context: RunContext, preset: VisionPreset, *, backgrounds: Pat
 
     run, seed = context.run, context.seed
     store = _frames(context)
-    targets = load_counterfactual_masks(run.counterfactual, store)
-    images = load_background_images(Path(backgrounds), NATURAL_POOL_SIDE) if backgrounds else None
-    adapter, metrics = train_adapter(preset, store.frames, store.episode, targets, images, context.device, seed, log)
-    save_adapter(adapter, run.adapter)
-    summary = {key: value for key, value in metrics.items() if not isinstance(value, list)}
-    record = {"preset": preset.name, "seed": seed, "backgrounds": str(backgrounds or "procedural"), **summary}
-    _write_json({**record, **{k: v for k, v in metrics.items() if isinstance(v, list)}}, run.adapter_record)
-    return summary
+    with owning(run.path):
+        targets = load_counterfactual_masks(run.counterfactual, store)
+        images = load_background_images(Path(backgrounds), NATURAL_POOL_SIDE) if backgrounds else None
+        adapter, metrics = train_adapter(
+            preset, store.frames, store.episode, targets, images, context.device, seed, log
+        )
+        save_adapter(adapter, run.adapter)
+        summary = {key: value for key, value in metrics.items() if not isinstance(value, list)}
+        record = {"preset": preset.name, "seed": seed, "backgrounds": str(backgrounds or "procedural"), **summary}
+        _write_json({**record, **{k: v for k, v in metrics.items() if isinstance(v, list)}}, run.adapter_record)
+        return summary
 
 
 def adapter_backgrounds(run: RunDir) -> str | None:
@@ -155,22 +160,23 @@ def masks_eval_stage(
         def counterfactual(frames):
             return counterfactual_masks(transporter, frames, preset, device=device)
 
-    recorded = _record_modes(context, modes, episodes, steps)
-    results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
-    pool = (adapter_backgrounds(run) or "unknown") if adapter is not None else None
-    meta = {
-        "task": task,
-        "preset": preset.name,
-        "episodes": episodes,
-        "steps": steps,
-        "seed": context.seed,
-        "adapter_threshold": preset.adapter_threshold,
-        "adapter_backgrounds": pool,
-    }
-    title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g}"
-    title += f"; adapter trained on {pool} backgrounds)" if pool else ")"
-    write_results(results, meta, run.masks_eval, run.masks_table, title, sweep)
-    return results
+    with owning(run.path):
+        recorded = _record_modes(context, modes, episodes, steps)
+        results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
+        pool = (adapter_backgrounds(run) or "unknown") if adapter is not None else None
+        meta = {
+            "task": task,
+            "preset": preset.name,
+            "episodes": episodes,
+            "steps": steps,
+            "seed": context.seed,
+            "adapter_threshold": preset.adapter_threshold,
+            "adapter_backgrounds": pool,
+        }
+        title = f"{task}: masks vs ground truth (adapter probability > {preset.adapter_threshold:g}"
+        title += f"; adapter trained on {pool} backgrounds)" if pool else ")"
+        write_results(results, meta, run.masks_eval, run.masks_table, title, sweep)
+        return results
 
 
 def masks_show_stage(context: RunContext, *, modes: list[str], out: Path | None = None) -> Path:
@@ -181,8 +187,9 @@ def masks_show_stage(context: RunContext, *, modes: list[str], out: Path | None 
     from vai.vision.evaluate import mask_grid
 
     adapter = load_adapter(context.run.adapter, "cpu")  # a few frames: the CPU draws them
-    recorded = _record_modes(context, modes, 1, 30)
-    return write_png(mask_grid(recorded, adapter), out or context.run.masks_picture)
+    with owning(context.run.path):
+        recorded = _record_modes(context, modes, 1, 30)
+        return write_png(mask_grid(recorded, adapter), out or context.run.masks_picture)
 
 
 # -- command line -----------------------------------------------------------------------------------
