@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -201,3 +206,18 @@ def test_the_default_augmentation_pool_is_never_the_stand_in_cut_from_the_test_f
     assert default_backgrounds(tmp_path) == tmp_path / "places365"
     assert describe_pool(tmp_path / "backgrounds").startswith("backgrounds (stand-in cut from video_hard")
     assert describe_pool(None) == "procedural" and describe_pool(tmp_path / "photos") == "photos"
+
+
+def test_the_readme_library_example_runs_on_a_run_directory(run_dir, data_dir):
+    """The README's Python block, as a newcomer pastes it, on this tiny run instead of make demo's."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) == 1
+    demo_run = 'run = "runs/cartpole_balance-quick"'
+    assert demo_run in blocks[0]
+    code = blocks[0].replace(demo_run, f"run = {str(run_dir)!r}")
+    env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    returns = result.stdout.strip()
+    assert returns.startswith("[[") and returns.endswith("]]") and returns.count("[") == 3, returns  # (2 seeds, 1)
