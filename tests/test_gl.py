@@ -208,3 +208,24 @@ def test_mujoco_gl_in_capitals_renders_or_is_a_user_error():
         assert last.startswith("vai.errors.UserError"), last
     else:
         assert result_of(process)["gl_modules"] == ["mujoco.egl"]
+
+
+def test_probing_egl_leaves_mujocos_display_working():
+    """The probe runs while environments render (tests, tools): it must not terminate their display."""
+    if not probes_here()["egl"]:
+        pytest.skip("EGL does not work on this machine")
+    code = textwrap.dedent(
+        """
+        import vai
+        from vai.envs import gl
+        first = vai.make_env("cartpole_balance", seed=0)
+        first.reset(seed=0)
+        assert gl.egl_works()
+        second = vai.make_env("cartpole_balance", seed=1)  # a new context on the same display
+        second.reset(seed=1)
+        first.step(first.action_space.sample())
+        print("rendered")
+        """
+    )
+    process = run_python(code, MUJOCO_GL="egl")
+    assert process.returncode == 0 and process.stdout.strip() == "rendered", process.stderr

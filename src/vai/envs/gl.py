@@ -22,6 +22,7 @@ INSTALL_HINT = (
 
 _EGL_PLATFORM_DEVICE_EXT = 0x313F
 _EGL_TRUE = 1
+_EGL_VERSION = 0x3054
 
 
 def egl_works() -> bool:
@@ -46,9 +47,17 @@ def egl_works() -> bool:
         return False
     egl.eglInitialize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     egl.eglTerminate.argtypes = [ctypes.c_void_p]
+    egl.eglQueryString.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    egl.eglQueryString.restype = ctypes.c_char_p
     for device in devices[: count.value]:
         display = get_display(_EGL_PLATFORM_DEVICE_EXT, device, None)
-        if display and egl.eglInitialize(display, None, None) == _EGL_TRUE:
+        if not display:
+            continue
+        # A device's display is one handle per process: if MuJoCo already initialised it, it works, and
+        # terminating it here would pull it from under every context MuJoCo made on it.
+        if egl.eglQueryString(display, _EGL_VERSION):
+            return True
+        if egl.eglInitialize(display, None, None) == _EGL_TRUE:
             egl.eglTerminate(display)
             return True
     return False
