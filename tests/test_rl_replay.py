@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from vai.errors import UserError
 from vai.rl.episodes import EpisodeRecorder, refill
 from vai.rl.replay import ReplayBuffer
 
@@ -118,7 +119,7 @@ def test_episode_files_refill_an_identical_buffer(tmp_path):
     assert refill(rebuilt, tmp_path, 2) == 5
     for name in ("frames", "position", "action", "reward", "not_done", "transition_slot"):
         assert torch.equal(getattr(original, name), getattr(rebuilt, name)), name
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(UserError, match="episode_000002.npz is missing: the replay buffer cannot be rebuilt"):
         refill(ReplayBuffer(30, (3, 4, 4), action_dim=1), tmp_path, 3)
 
 
