@@ -23,13 +23,15 @@ ELSEWHERE = "choose another --out or --run"
 """How a user points a command at another directory."""
 
 _FIXES = {
-    errno.ENOSPC: "no space left on its file system ({free} free): free space, or " + ELSEWHERE,
-    errno.EDQUOT: "disk quota exceeded ({free} free): free space, or " + ELSEWHERE,
-    errno.EFBIG: "the file outgrew this process's file size limit (ulimit -f): raise the limit, or " + ELSEWHERE,
-    errno.EROFS: "the file system is read-only: " + ELSEWHERE + " on a writable one",
-    errno.EACCES: "permission denied: " + ELSEWHERE + " where you may write",
-    errno.EPERM: "operation not permitted: " + ELSEWHERE + " where you may write",
-    errno.EISDIR: "it is a directory: remove it, or " + ELSEWHERE,
+    errno.ENOSPC: "no space left on its file system ({free} free): free space, or {elsewhere}",
+    errno.EDQUOT: "disk quota exceeded ({free} free): free space, or {elsewhere}",
+    errno.EFBIG: "the file outgrew this process's file size limit (ulimit -f): raise the limit, or {elsewhere}",
+    errno.EROFS: "the file system is read-only: {elsewhere} on a writable one",
+    errno.EACCES: "permission denied: {elsewhere} where you may write",
+    errno.EPERM: "operation not permitted: {elsewhere} where you may write",
+    errno.EISDIR: "it is a directory: remove it, or {elsewhere}",
+    errno.ENAMETOOLONG: "the name is too long for its file system: {elsewhere}",
+    errno.EIO: "the disk or its connection failed (input/output error): check it, or {elsewhere}",
 }
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)
 """What the system says of a path through a file, or of a folder to make where a file lies."""
@@ -47,37 +49,39 @@ def _free_space(path: Path) -> str:
     return "unknown"
 
 
-def write_failure(path: str | os.PathLike, error: BaseException) -> WriteFailed | None:
+def write_failure(path: str | os.PathLike, error: BaseException, elsewhere: str = ELSEWHERE) -> WriteFailed | None:
     """The one-line :class:`WriteFailed` for ``error`` raised while writing ``path``, or None where
-    ``error`` is not a refused write (a bug to show as it is)."""
+    ``error`` is not a refused write (a bug to show as it is). ``elsewhere`` says how the user points
+    the command at another place (``--data-dir`` for downloads)."""
     path = Path(path)
     if isinstance(error, RuntimeError) and any(word in str(error) for word in _TORCH_WRITE):
         # torch does not say why; a full disk or a file size limit are what refuse a write midway.
         reason = str(error).splitlines()[0][:120]
         return WriteFailed(
             f"cannot write {path} (torch: {reason}; {_free_space(path)} free on its file system): "
-            f"free space or raise the file size limit (ulimit -f), or {ELSEWHERE}"
+            f"free space or raise the file size limit (ulimit -f), or {elsewhere}"
         )
     if not isinstance(error, OSError):
         return None
     if error.errno in _NOT_A_FOLDER:
-        blocking = next((folder for folder in path.parents if folder.exists()), path.parent)
+        # The path itself counts: a folder to make (TensorBoard's, a data set's) may be a file already.
+        blocking = next((folder for folder in (path, *path.parents) if folder.exists()), path.parent)
         if blocking.is_dir() and error.errno == errno.EEXIST:
             return None
-        return WriteFailed(f"cannot write {path}: {blocking} is a file, not a directory: {ELSEWHERE}")
+        return WriteFailed(f"cannot write {path}: {blocking} is a file, not a directory: {elsewhere}")
     fix = _FIXES.get(error.errno)
     if fix is None:
         return None
-    return WriteFailed(f"cannot write {path}: " + fix.format(free=_free_space(path)))
+    return WriteFailed(f"cannot write {path}: " + fix.format(free=_free_space(path), elsewhere=elsewhere))
 
 
 @contextmanager
-def writing(path: str | os.PathLike) -> Iterator[Path]:
+def writing(path: str | os.PathLike, elsewhere: str = ELSEWHERE) -> Iterator[Path]:
     """A block that writes ``path``: a refused write leaves it as :class:`WriteFailed` (see :func:`write_failure`)."""
     try:
         yield Path(path)
     except (OSError, RuntimeError) as error:
-        failure = write_failure(path, error)
+        failure = write_failure(path, error, elsewhere)
         if failure is None:
             raise
         raise failure from None

@@ -1,8 +1,10 @@
 """Training metrics of a run: one CSV per group, optionally TensorBoard event files, and a progress line.
 
-CSV is the log every run writes. TensorBoard's own writer (``torch.utils.tensorboard``, from the optional
-``vai[tensorboard]`` extra) adds event files when asked. Every call flushes, so a killed run keeps all it
+CSV is the log every run writes. TensorBoard event files (the records of ``torch.utils.tensorboard``, from the
+optional ``vai[tensorboard]`` extra) are added when asked. Every call flushes, so a killed run keeps all it
 logged, and a resumed run drops what was logged after its checkpoint, from the CSVs and from TensorBoard.
+A write refused to either (a full disk, a read-only file system, a file where the folder should be) is a
+:class:`~vai.errors.WriteFailed` raised by the call whose row it refused.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -64,11 +68,9 @@ class RunLogger:
                 self._truncate(path, resume_step)
         self._events = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge_step = 0 if resume_step is None else resume_step + 1
-            self._events = SummaryWriter(str(self.agent_dir.tensorboard), purge_step=purge_step)
-            self._events.flush()
+            self._events = TensorBoardEvents(
+                self.agent_dir.tensorboard, purge_step=0 if resume_step is None else resume_step + 1
+            )
 
     def _truncate(self, path: Path, resume_step: int) -> None:
         text = path.read_text()
@@ -107,9 +109,7 @@ class RunLogger:
             csv.writer(self._files[group], lineterminator="\n").writerow(row)
             self._files[group].flush()
         if self._events is not None:
-            for key, value in metrics.items():
-                self._events.add_scalar(f"{group}/{key}", float(value), int(step))
-            self._events.flush()
+            self._events.scalars(group, step, metrics)
 
     def _widen(self, group: str, new: list[str]) -> None:
         """Add columns to a group's CSV (earlier rows get empty cells), e.g. losses that start after the
@@ -136,7 +136,10 @@ class RunLogger:
                 failures.append(failure)
         self._files.clear()
         if self._events is not None:
-            self._events.close()
+            try:
+                self._events.close()
+            except WriteFailed as failure:
+                failures.append(failure)
             self._events = None
         self._closed = True
         if failures:
@@ -151,6 +154,68 @@ class RunLogger:
             return
         with contextlib.suppress(WriteFailed):  # the error under way tells what failed first
             self.close()
+
+
+class TensorBoardEvents:
+    """One TensorBoard event file in ``folder``, written in the calling thread and flushed at every call.
+
+    The records are those of torch's ``SummaryWriter`` (its scalar summaries in events, framed by
+    TensorBoard's ``RecordWriter``), but that writer writes from a thread of its own, which reports a
+    refused write at a later call or, when the thread fails after the call has waited for it, not at
+    all, while the run's checkpoint moves past the lost scalars. Here a refused write is a
+    :class:`~vai.errors.WriteFailed` naming the file and the fix, raised by the call whose scalars it
+    refused. A file that could not take its first records is removed; records written before a failure
+    stay, and TensorBoard's reader ends a file at a record cut short. From ``purge_step`` on, the scalars
+    of the folder's older files are hidden (``SummaryWriter``'s ``purge_step``).
+    """
+
+    def __init__(self, folder: Path, purge_step: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        host = socket.gethostname()
+        self.path = folder / f"events.out.tfevents.{int(time.time()):010d}.{host}.{os.getpid()}.{next(_EVENT_FILES)}"
+        with writing(self.path):
+            folder.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "wb")  # noqa: SIM115  (closed by close())
+        self._records = RecordWriter(self._file)
+        try:
+            self._write(
+                Event(wall_time=time.time(), file_version="brain.Event:2"),
+                Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)),
+            )
+        except WriteFailed:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self.path.unlink(missing_ok=True)
+            raise
+
+    def scalars(self, group: str, step: int, metrics: Mapping[str, float]) -> None:
+        """``metrics`` as scalars ``{group}/{key}`` at ``step``, handed to the file system when this returns."""
+        from tensorboard.compat.proto.event_pb2 import Event
+        from torch.utils.tensorboard.summary import scalar
+
+        now = time.time()
+        self._write(
+            *(
+                Event(wall_time=now, step=int(step), summary=scalar(f"{group}/{key}", float(value)))
+                for key, value in metrics.items()
+            )
+        )
+
+    def _write(self, *events: object) -> None:
+        with writing(self.path):
+            for event in events:
+                self._records.write(event.SerializeToString())
+            self._file.flush()
+
+    def close(self) -> None:
+        with writing(self.path):
+            self._file.close()
+
+
+_EVENT_FILES = itertools.count()
+"""Numbers the event files of this process, as TensorBoard's writer does."""
 
 
 class Progress:
