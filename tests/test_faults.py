@@ -99,17 +99,40 @@ def test_an_output_path_that_is_a_file_is_refused_in_one_line(tmp_path, data_dir
     assert blocking.read_text() == "not a directory\n"
 
 
+PAGE = os.sysconf("SC_PAGE_SIZE")
+"""What a tmpfs counts its space in."""
+
+
 @pytest.fixture
-def read_only(tmp_path):
-    """A read-only file system (a tmpfs mounted ``ro``), where root cannot write either; skipped where
-    this process may not mount one."""
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+def mount():
+    """``mount(folder, options)`` mounts a tmpfs at ``folder`` for the test and unmounts it after; the test
+    is skipped where this process may not mount one."""
+    folders = []
+
+    def mount_tmpfs(folder: Path, options: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        folders.append(folder)
+        return folder
+
+    yield mount_tmpfs
+    for folder in reversed(folders):
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path, mount):
+    """A read-only file system (a tmpfs mounted ``ro``), where root cannot write either."""
+    return mount(tmp_path / "read_only", "ro,size=1m")
+
+
+def nearly_full(mount, folder: Path, room: int) -> Path:
+    """A tmpfs at ``folder`` with ``room`` bytes (whole pages) left; a filler file takes the rest."""
+    mount(folder, f"size={room + PAGE}")
+    (folder / "filler").write_bytes(bytes(PAGE))
+    return folder / "filler"
 
 
 def test_a_read_only_directory_is_refused_in_one_line(read_only, data_dir):
@@ -187,3 +210,67 @@ def test_arguments_are_checked_before_the_first_byte_is_written(tmp_path, data_d
     empty = {"VAI_DATA_DIR": str(tmp_path / "no_data")}
     assert_user_error(run_vai(*SAC, "--out", str(out), "--eval-mode", "video_easy", env=empty), "video_easy")
     assert not out.exists()
+
+
+def test_a_tensorboard_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path, mount, data_dir):
+    pytest.importorskip("tensorboard")
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "tensorboard").write_text("a file\n")
+    read_only = mount(tmp_path / "read_only" / "tensorboard", "ro,size=1m")
+    for out, why in ((blocked, f"{blocked / 'tensorboard'} is a file"), (read_only.parent, "read-only")):
+        train = run_vai(*SAC, "train_steps=1", "--tensorboard", "--out", str(out), env=env)
+        assert_user_error(train, str(out / "tensorboard"), why, "--out")
+    assert (blocked / "tensorboard").read_text() == "a file\n" and not any(read_only.iterdir())
+
+
+def test_a_full_disk_under_tensorboard_stops_the_run_at_the_refused_row(tmp_path, mount, data_dir):
+    pytest.importorskip("tensorboard")
+    from test_rl_cli import tensorboard_steps
+
+    out = tmp_path / "agent"
+    filler = nearly_full(mount, out / "tensorboard", PAGE)  # a page holds some 60 scalars: full mid-run
+    command = [*SAC, "train_steps=750", "eval_every=125", "checkpoint_every=125", "--tensorboard", "--out", str(out)]
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    full = run_vai(*command, env=env)
+    assert_user_error(full, str(out / "tensorboard"), "no space left", "is intact", "--resume")
+    filler.unlink()  # space freed: the run goes on from its last checkpoint
+    again = run_vai("train", TASK, "--algo", "sac", "--out", str(out), "--resume", env=env)
+    assert again.returncode == 0, again.stderr
+    steps = [125, 250, 375, 500, 625, 750]
+    assert [int(row["step"]) for row in rows(out / "train.csv")] == steps
+    assert tensorboard_steps(out / "tensorboard", "train/return") == steps
+    assert tensorboard_steps(out / "tensorboard", "eval_train/return") == [0, *steps]
+
+
+def fetch_drawerworld(root: Path, mirror: Path) -> subprocess.CompletedProcess:
+    return run_vai("data", "fetch", "drawerworld", "--mirror", str(mirror), "--data-dir", str(root))
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file below ``root``, hidden ones too, so that a partial download would show."""
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def test_a_data_directory_that_refuses_a_download_is_one_line_and_keeps_no_part(tmp_path, mount, data_dir):
+    blocking = tmp_path / "a_file"
+    blocking.write_text("not a directory\n")
+    assert_user_error(fetch_drawerworld(blocking, data_dir), f"{blocking} is a file", "--data-dir")
+    assert blocking.read_text() == "not a directory\n"
+    in_the_way = tmp_path / "data" / "drawerworld" / "blanket.png"
+    in_the_way.mkdir(parents=True)
+    assert_user_error(fetch_drawerworld(tmp_path / "data", data_dir), str(in_the_way), "is a directory", "--data-dir")
+    assert files_under(tmp_path / "data") == []
+    read_only = mount(tmp_path / "read_only", "ro,size=1m")
+    assert_user_error(fetch_drawerworld(read_only, data_dir), str(read_only), "read-only", "--data-dir")
+
+
+def test_a_full_disk_keeps_the_files_fetched_before_and_no_part(tmp_path, mount, data_dir):
+    blanket, fabric = data_dir / "drawerworld" / "blanket.png", data_dir / "drawerworld" / "fabric.png"
+    assert fabric.stat().st_size > PAGE
+    root = mount(tmp_path / "full", f"size={-(-blanket.stat().st_size // PAGE) * PAGE + PAGE}")  # blanket fits
+    full = fetch_drawerworld(root, data_dir)
+    assert_user_error(full, str(root / "drawerworld" / "fabric.png"), "no space left", "--data-dir")
+    assert files_under(root) == ["drawerworld/blanket.png"]
+    assert digest(root / "drawerworld" / "blanket.png") == digest(blanket)

@@ -9,24 +9,27 @@ never leaves a partial or wrong file where a reader would take it for data.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import http.client
 import os
 import shlex
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vai.atomic import writing
 from vai.data.registry import CONVERT_DMCGB_COLORS, DataFile, Dataset, get_dataset
 from vai.errors import UserError
 
 ENV_VAR = "VAI_DATA_DIR"
+ELSEWHERE = f"choose another --data-dir (or {ENV_VAR})"
+"""How a user points ``vai data fetch`` at another data directory, for a refused write."""
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60.0
 _URL_SCHEMES = ("http", "https", "file")
@@ -216,7 +219,9 @@ def fetch(
     holds the files at their data-directory paths, e.g. ``file:///srv/vai-data`` serving
     ``colors/color_easy.json``; it replaces the upstream sources, and files from it are taken
     as they are (no conversion). ``on_file`` is called after each file, for progress output.
-    Raises UserError on a network error, a bad download or a local-only data set.
+    Raises UserError on a network error, a bad download or a local-only data set, and a
+    :class:`~vai.errors.WriteFailed` naming the file and the fix where the data directory refuses a
+    write (a file where a folder should be, read-only, full); files fetched before it stay.
     """
     dataset = get_dataset(name)
     root = resolve_data_dir(data_dir)
@@ -243,36 +248,43 @@ def fetch_file(entry: DataFile, root: Path, mirror_base: str | None = None) -> F
     temporary file is removed on any failure, interrupts included.
     """
     target = root / entry.path
-    if target.is_file() and sha256_file(target) == entry.sha256:
+    if _is_whole(target, entry.sha256):
         return FetchResult(entry.path, "present", str(target))
     if mirror_base is not None:
         url, convert = f"{mirror_base}/{urllib.parse.quote(entry.path)}", None
     else:
         url, convert = entry.url, entry.convert
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create {target.parent}: {_one_line(exc)}") from exc
     temporaries: list[Path] = []
     try:
-        downloaded = _temporary(target, temporaries)
-        _download(url, downloaded)
-        final = downloaded
-        if convert is not None:
-            final = _temporary(target, temporaries)
-            final.write_bytes(_convert(convert, downloaded, url))
-        actual = sha256_file(final)
-        if actual != entry.sha256:
-            raise UserError(
-                f"checksum mismatch for {entry.path} from {url}: sha256 {actual[:16]}..., "
-                f"expected {entry.sha256[:16]}...; nothing was saved"
-            )
-        os.chmod(final, 0o644)
-        os.replace(final, target)
+        # A refused write (a file where a folder should be, read-only, full) is one line naming the fix.
+        with writing(target, elsewhere=ELSEWHERE):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            downloaded = _temporary(target, temporaries)
+            _download(url, downloaded)
+            final = downloaded
+            if convert is not None:
+                final = _temporary(target, temporaries)
+                final.write_bytes(_convert(convert, downloaded, url))
+            actual = sha256_file(final)
+            if actual != entry.sha256:
+                raise UserError(
+                    f"checksum mismatch for {entry.path} from {url}: sha256 {actual[:16]}..., "
+                    f"expected {entry.sha256[:16]}...; nothing was saved"
+                )
+            os.chmod(final, 0o644)
+            os.replace(final, target)
     finally:
         for path in temporaries:
             path.unlink(missing_ok=True)
     return FetchResult(entry.path, "fetched", url)
+
+
+def _is_whole(target: Path, sha256: str) -> bool:
+    """Whether ``target`` is a file with the registered checksum (one that cannot be read is not)."""
+    try:
+        return target.is_file() and sha256_file(target) == sha256
+    except OSError:
+        return False
 
 
 def _mirror_base(mirror: str) -> str:
@@ -287,10 +299,7 @@ def _mirror_base(mirror: str) -> str:
 
 def _temporary(target: Path, cleanup: list[Path]) -> Path:
     """A new empty hidden file beside ``target``, recorded in ``cleanup`` for removal."""
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise UserError(f"cannot write in {target.parent}: {_one_line(exc)}") from exc
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(handle)
     path = Path(name)
     cleanup.append(path)
@@ -298,13 +307,26 @@ def _temporary(target: Path, cleanup: list[Path]) -> Path:
 
 
 def _download(url: str, destination: Path) -> None:
-    """Stream ``url`` into ``destination``; any failure becomes a one-line UserError."""
+    """Stream ``url`` into ``destination``; a failure to read ``url`` becomes a one-line UserError, a
+    failure to write ``destination`` is raised as it is (an OSError, for the caller's :func:`writing`)."""
     if urllib.parse.urlsplit(url).scheme not in _URL_SCHEMES:
         raise UserError(f"cannot download {url}: only http(s):// and file:// URLs are supported")
+    with _reading(url):
+        response = urllib.request.urlopen(url, timeout=_TIMEOUT_S)
+    with response, open(destination, "wb") as out:
+        while True:
+            with _reading(url):
+                chunk = response.read(_CHUNK)
+            if not chunk:
+                return
+            out.write(chunk)
+
+
+@contextlib.contextmanager
+def _reading(url: str) -> Iterator[None]:
+    """A block that reads ``url``: any failure becomes a one-line UserError naming it."""
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as response:
-            with open(destination, "wb") as out:
-                shutil.copyfileobj(response, out, _CHUNK)
+        yield
     except urllib.error.HTTPError as exc:
         reason = f"HTTP {exc.code} {_one_line(exc.reason)}"
         raise UserError(f"could not download {url}: {reason}") from exc
