@@ -225,10 +225,7 @@ def _write_atomic(path: Path, format_name: str, arrays: Mapping[str, np.ndarray]
         with open(temporary, "wb") as stream:  # a file object: given a name, numpy would append ".npz"
             np.savez_compressed(stream, **header, **arrays)
 
-    try:
-        return atomic_write(path, write)
-    except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+    return atomic_write(path, write)  # a refused write is a WriteFailed naming the path and the fix
 
 
 def _read(path: Path, format_name: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
