@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,3 +275,34 @@ def test_a_full_disk_keeps_the_files_fetched_before_and_no_part(tmp_path, mount,
     assert_user_error(full, str(root / "drawerworld" / "fabric.png"), "no space left", "--data-dir")
     assert files_under(root) == ["drawerworld/blanket.png"]
     assert digest(root / "drawerworld" / "blanket.png") == digest(blanket)
+
+
+def test_a_damaged_data_file_is_one_line_naming_its_check(tmp_path, data_dir):
+    damaged = tmp_path / "data"
+    for folder in ("colors", "drawerworld"):
+        shutil.copytree(data_dir / folder, damaged / folder, copy_function=shutil.copyfile)
+    colours = damaged / "colors" / "color_hard.json"
+    colours.write_text('[{"grid_rgb1": [0.1')
+    texture = damaged / "drawerworld" / "blanket.png"
+    texture.write_bytes(texture.read_bytes()[:3000])  # cut short, as by an interrupted copy
+    env = {"VAI_DATA_DIR": str(damaged)}
+    shown = run_vai("env", "show", TASK, "--mode", "color_hard", "--out", str(tmp_path / "colours.png"), env=env)
+    assert_user_error(shown, str(colours), "vai data verify colors")
+    shown = run_vai("env", "show", "drawer_open", "--mode", "blanket", "--out", str(tmp_path / "texture.png"), env=env)
+    assert_user_error(shown, str(texture), "vai data verify drawerworld")
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_damaged_record_or_log_stops_the_resume_in_one_line(tmp_path, data_dir):
+    out = tmp_path / "agent"
+    command = [*SAC, "train_steps=375", "eval_every=100000", "checkpoint_every=125", "--out", str(out)]
+    killed_after_first_checkpoint(command, out, data_dir)
+    resume = ["train", TASK, "--algo", "sac", "--out", str(out), "--resume"]
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    config = (out / "config.json").read_text()
+    (out / "config.json").write_text(config[: len(config) // 2])
+    assert_user_error(run_vai(*resume, env=env), str(out / "config.json"), "damaged", "delete it")
+    (out / "config.json").write_text(config)
+    log = out / "train.csv"
+    log.write_text(log.read_text() + "\x00\x00garbage,1\n")
+    assert_user_error(run_vai(*resume, env=env), str(log), "damaged row", "delete")

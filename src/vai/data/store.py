@@ -129,6 +129,11 @@ def require(name: str, data_dir: PathArg = None, files: Iterable[str] | None = N
     return folder
 
 
+def damaged_data(path: Path, what: str) -> UserError:
+    """The one-line error for a data file that is there but cannot be read (``what`` says why)."""
+    return UserError(f"{what}: check it with 'vai data verify {path.parent.name}' and fetch it again")
+
+
 def fetch_command(name: str, data_dir: Path) -> str:
     """The shell command that fetches ``name`` (one name, or several separated by spaces).
 

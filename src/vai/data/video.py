@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vai.errors import UserError
+from vai.data.store import damaged_data
 
 
 def read_video(path: Path, size: int) -> np.ndarray:
@@ -17,9 +17,8 @@ def read_video(path: Path, size: int) -> np.ndarray:
     """
     import cv2  # OpenCV is heavy to import; only video modes need it.
 
-    fix = f"check it with 'vai data verify {path.parent.name}' and fetch it again"
     if not path.is_file():
-        raise UserError(f"video {path} is missing: {fix}")
+        raise damaged_data(path, f"video {path} is missing")
     capture = cv2.VideoCapture(str(path))
     frames = []
     try:
@@ -32,7 +31,7 @@ def read_video(path: Path, size: int) -> np.ndarray:
     finally:
         capture.release()
     if not frames:
-        raise UserError(f"cannot decode video {path}: {fix}")
+        raise damaged_data(path, f"cannot decode video {path}")
     return np.stack(frames)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from vai.data.store import damaged_data
 from vai.data.video import VideoCache
 from vai.envs.render import SceneRenderer
 
@@ -41,9 +42,14 @@ GENERATOR_STD = {"color_easy": 0.1, "color_hard": 0.2}
 
 
 def load_colors(path: Path) -> list[dict[str, np.ndarray]]:
-    """A DMControl-GB colour set (JSON list of settings with the four ``COLOR_KEYS``)."""
-    settings = json.loads(path.read_text())
-    return [{key: np.asarray(setting[key], dtype=np.float64) for key in COLOR_KEYS} for setting in settings]
+    """A DMControl-GB colour set (JSON list of settings with the four ``COLOR_KEYS``); a file that is not
+    one is a UserError naming the fix."""
+    try:
+        settings = json.loads(path.read_text())
+        return [{key: np.asarray(setting[key], dtype=np.float64) for key in COLOR_KEYS} for setting in settings]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        why = " ".join(f"{type(error).__name__}: {error}".split())
+        raise damaged_data(path, f"cannot read colour set {path} ({why})") from None
 
 
 def generate_colors(mode: str, count: int = 100, seed: int = 0) -> list[dict[str, np.ndarray]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from vai.data.store import require, resolve_data_dir
+from vai.data.store import damaged_data, require, resolve_data_dir
 
 METAWORLD_TEXTURES = {"marble": "marble.png", "metal": "metal.png", "wood": "wood.png"}
 """Textures that ship inside the metaworld package (``metaworld/assets/textures``)."""
@@ -31,12 +31,13 @@ def _grid(height: int, width: int) -> np.ndarray:
     return np.tile(tile, reps)[:height, :width]
 
 
-def _read_image(path: Path, height: int, width: int) -> np.ndarray:
+def _read_image(path: Path, height: int, width: int, unreadable: Exception) -> np.ndarray:
+    """The image at ``path`` resized to (height, width) RGB; ``unreadable`` is raised where it cannot be read."""
     import cv2
 
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot read texture image {path}")
+        raise unreadable
     image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -51,9 +52,9 @@ def table_texture(name: str, shape: tuple[int, int, int], data_dir: Path | None)
     if name in METAWORLD_TEXTURES:
         import metaworld
 
-        folder = Path(metaworld.__file__).parent / "assets" / "textures"
-        return _read_image(folder / METAWORLD_TEXTURES[name], height, width)
+        path = Path(metaworld.__file__).parent / "assets" / "textures" / METAWORLD_TEXTURES[name]
+        return _read_image(path, height, width, ValueError(f"cannot read Meta-World's texture image {path}"))
     if name in DATA_TEXTURES:
-        folder = require("drawerworld", resolve_data_dir(data_dir))
-        return _read_image(folder / DATA_TEXTURES[name], height, width)
+        path = require("drawerworld", resolve_data_dir(data_dir)) / DATA_TEXTURES[name]
+        return _read_image(path, height, width, damaged_data(path, f"cannot read texture image {path}"))
     raise ValueError(f"unknown table texture {name!r}")

@@ -79,6 +79,12 @@ class RunLogger:
         if not rows or rows[0][:1] != ["step"]:
             return  # not a log of ours
         header = rows[0]
+        damaged = next((row for row in rows[1:] if not (row and row[0].isdigit())), None)
+        if damaged is not None:
+            raise UserError(
+                f"{path} has a damaged row ({','.join(damaged)[:40]!r}): mend or delete the row (deleting the "
+                "file drops the log before the resume too), then resume again"
+            )
         kept = [row for row in rows[1:] if int(row[0]) <= resume_step]
         kept_text = io.StringIO()
         csv.writer(kept_text, lineterminator="\n").writerows([header, *kept])

@@ -234,7 +234,7 @@ def resume_agent(
     from vai.rl.checkpoint import load_agent
     from vai.rl.loop import LoopState
 
-    recorded = json.loads(out.config.read_text()) if out.config.is_file() else {}
+    recorded = recorded_config(out)
     context = dataclasses.replace(context, seed=recorded.get("seed", context.seed))
     eval_modes = recorded.get("eval_modes", eval_modes)
     agent, payload = load_agent(out.checkpoint, context.device, with_optimizers=True)
@@ -282,6 +282,25 @@ def replay_buffer(start: Start, env, out: AgentDir) -> ReplayBuffer:
     return buffer
 
 
+def recorded_config(out: AgentDir) -> dict[str, Any]:
+    """The settings ``out``'s config.json records (none where it is absent), or a UserError naming the
+    damaged file and the fix."""
+    if not out.config.is_file():
+        return {}
+    try:
+        recorded = json.loads(out.config.read_text())
+    except (OSError, ValueError) as error:
+        recorded, why = None, " ".join(f"{type(error).__name__}: {error}".split())
+    else:
+        why = "not a JSON object"
+    if not isinstance(recorded, dict):
+        raise UserError(
+            f"{out.config} is damaged ({why}): delete it to resume with this command's --seed and --eval-mode, "
+            "or choose another --out to start afresh"
+        )
+    return recorded
+
+
 def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> None:
     """``out``'s config.json: the resolved settings; a resumed run keeps its first call's record,
     with the settings it may change."""
@@ -290,7 +309,7 @@ def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> Non
     agent, context = start.agent, start.context
     sizes = {"replay_transitions": buffer.max_transitions, "replay_frames": buffer.capacity}
     if start.state is not None and out.config.is_file():
-        config = {**json.loads(out.config.read_text()), "preset": dataclasses.asdict(agent.preset), **sizes}
+        config = {**recorded_config(out), "preset": dataclasses.asdict(agent.preset), **sizes}
     else:
         config = {
             "task": context.task,
