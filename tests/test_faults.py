@@ -306,3 +306,37 @@ def test_a_damaged_record_or_log_stops_the_resume_in_one_line(tmp_path, data_dir
     log = out / "train.csv"
     log.write_text(log.read_text() + "\x00\x00garbage,1\n")
     assert_user_error(run_vai(*resume, env=env), str(log), "damaged row", "delete")
+
+
+WRITERS_UNDER_A_FILE_LIMIT = """
+import sys
+from pathlib import Path
+import numpy as np, torch
+from vai.checkpoints import save_tensors
+from vai.errors import WriteFailed
+from vai.rl.showcase import write_mp4
+from vai.vision.adapter import CHECKPOINT
+folder = Path(sys.argv[1])
+writes = {
+    "adapter.safetensors": lambda path: save_tensors(CHECKPOINT, {"weight": torch.zeros(2**16)}, {}, path),
+    "adapted.mp4": lambda path: write_mp4([np.full((96, 96, 3), i, np.uint8) for i in range(200)], path),
+}
+for name, write in writes.items():
+    try:
+        write(folder / name)
+    except WriteFailed as failure:
+        print(failure)
+"""
+"""Writers that wrap a refused write in errors of their own (safetensors) or only warn (OpenCV's video
+writer), each writing a file beyond the file size limit it runs under."""
+
+
+def test_writers_that_do_not_raise_oserror_are_refused_in_one_line_too(tmp_path):
+    process = vai_process(str(tmp_path), data_dir=tmp_path, file_limit=16 * 1024, program=WRITERS_UNDER_A_FILE_LIMIT)
+    refused = finished(process)
+    assert refused.returncode == 0, refused.stderr
+    lines = refused.stdout.splitlines()
+    assert len(lines) == 2, refused.stdout
+    assert f"cannot write {tmp_path / 'adapter.safetensors'}: the file outgrew" in lines[0]
+    assert f"cannot write {tmp_path / 'adapted.mp4'} (OpenCV wrote" in lines[1] and "ulimit -f" in lines[1]
+    assert list(tmp_path.iterdir()) == []

@@ -35,6 +35,8 @@ _FIXES = {
 }
 _NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)
 """What the system says of a path through a file, or of a folder to make where a file lies."""
+_RUST_IO = re.compile(r"\(os error (?P<errno>\d+)\)")
+"""How an error of a library written in Rust (safetensors) names the system's error number."""
 _TORCH_WRITE = ("inline_container", "PytorchStreamWriter")
 """Words of the RuntimeError torch's archive writer raises when a write fails (a full disk among others)."""
 
@@ -56,11 +58,10 @@ def write_failure(path: str | os.PathLike, error: BaseException, elsewhere: str 
     path = Path(path)
     if isinstance(error, RuntimeError) and any(word in str(error) for word in _TORCH_WRITE):
         # torch does not say why; a full disk or a file size limit are what refuse a write midway.
-        reason = str(error).splitlines()[0][:120]
-        return WriteFailed(
-            f"cannot write {path} (torch: {reason}; {_free_space(path)} free on its file system): "
-            f"free space or raise the file size limit (ulimit -f), or {elsewhere}"
-        )
+        return cut_short(path, "torch: " + str(error).splitlines()[0][:120], elsewhere)
+    system = None if isinstance(error, OSError) else _RUST_IO.search(str(error))
+    if system is not None:  # safetensors' SafetensorError: "I/O error: File too large (os error 27)"
+        error = OSError(int(system["errno"]), os.strerror(int(system["errno"])))
     if not isinstance(error, OSError):
         return None
     if error.errno in _NOT_A_FOLDER:
@@ -75,12 +76,21 @@ def write_failure(path: str | os.PathLike, error: BaseException, elsewhere: str 
     return WriteFailed(f"cannot write {path}: " + fix.format(free=_free_space(path), elsewhere=elsewhere))
 
 
+def cut_short(path: str | os.PathLike, reason: str, elsewhere: str = ELSEWHERE) -> WriteFailed:
+    """The :class:`WriteFailed` for a writer that stopped midway without saying why (``reason``: what it
+    did say): a full disk or a file size limit are what stop a write midway."""
+    return WriteFailed(
+        f"cannot write {path} ({reason}; {_free_space(Path(path))} free on its file system): "
+        f"free space or raise the file size limit (ulimit -f), or {elsewhere}"
+    )
+
+
 @contextmanager
 def writing(path: str | os.PathLike, elsewhere: str = ELSEWHERE) -> Iterator[Path]:
     """A block that writes ``path``: a refused write leaves it as :class:`WriteFailed` (see :func:`write_failure`)."""
     try:
         yield Path(path)
-    except (OSError, RuntimeError) as error:
+    except Exception as error:  # writers wrap refused writes in errors of their own (torch, safetensors)
         failure = write_failure(path, error, elsewhere)
         if failure is None:
             raise

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vai.atomic import atomic_write
+from vai.atomic import atomic_write, cut_short
 from vai.crops import center_crop
 from vai.envs import make_env
 
@@ -69,6 +69,12 @@ def write_mp4(frames: list[np.ndarray], out: Path, fps: int = 15) -> Path:
         for frame in frames:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         writer.release()
+        # OpenCV only warns where a frame cannot be written (a full disk): count what the file holds.
+        reader = cv2.VideoCapture(str(temporary))
+        written = int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) if reader.isOpened() else 0
+        reader.release()
+        if written != len(frames):
+            raise cut_short(out, f"OpenCV wrote {written} of {len(frames)} frames")
 
     # OpenCV picks the container from the file name: the temporary file keeps the real extension.
     return atomic_write(out, write, suffix=f".tmp{Path(out).suffix}")
