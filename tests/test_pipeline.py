@@ -18,8 +18,7 @@ from vai.errors import UserError
 from vai.pipeline import check_same_settings
 
 TASK = "cartpole_balance"
-TINY = [
-    "--set",
+TINY_VISION = [
     "collect_frames=60",
     "transporter_steps=2",
     "transporter_batch=4",
@@ -27,6 +26,11 @@ TINY = [
     "adapter_batch=4",
     "mask_eval_episodes=1",
     "mask_eval_steps=3",
+]
+"""Vision stages of a few seconds (also used by test_sweep)."""
+TINY = [
+    "--set",
+    *TINY_VISION,
     "train_steps=125",
     *TINY_AGENT,
     "test_seeds=1",

@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vai.data.commands import add_data_commands
     from vai.pipeline import add_run_command
     from vai.rl.stages import add_rl_commands
+    from vai.sweep.command import add_sweep_command
     from vai.vision.collect import add_collect_command
     from vai.vision.stages import add_vision_commands
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_vision_commands(subparsers)
     add_rl_commands(subparsers)
     add_run_command(subparsers)
+    add_sweep_command(subparsers)
     return parser
 
 

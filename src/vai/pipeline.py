@@ -85,24 +85,28 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def check_same_settings(path: Path, config: dict[str, Any]) -> None:
+RESTART = "add --fresh to start over, or choose another --run"
+"""How ``vai run`` goes on when its directory's record disagrees with the command."""
+
+
+def check_same_settings(path: Path, config: dict[str, Any], free: set[str] = FREE_SETTINGS, fix: str = RESTART) -> None:
     """Refuse to continue a run directory whose ``run.json`` records other settings.
 
     Finished stages are reused and an unfinished agent resumes with its own settings, so going on
     under other settings would mix two configurations and make ``run.json`` describe neither.
-    Settings in :data:`FREE_SETTINGS` may change; a setting only one side knows (a field added in a
-    later version) is not compared.
+    Settings in ``free`` may change; a setting only one side knows (a field added in a later version)
+    is not compared. ``fix`` ends each refusal: how the user goes on.
     """
     if not path.is_file():
         return
     try:
         recorded = _flat(json.loads(path.read_text()))
     except (OSError, ValueError):
-        raise UserError(f"{path} is unreadable: add --fresh to start the run over") from None
+        raise UserError(f"{path} is unreadable: {fix}") from None
     if "rl.frames" in recorded:  # run.json of a vai that counted RL training in simulator frames
         raise UserError(
             f"{path.parent} was made by an older vai whose RL settings counted frames (rl.frames), not agent "
-            "steps (rl.train_steps): add --fresh to start over, or choose another --run"
+            f"steps (rl.train_steps): {fix}"
         )
     if isinstance(recorded.get("rl.aux_tasks"), str):  # an older record's comma-separated heads
         recorded["rl.aux_tasks"] = list(aux_task_names(recorded["rl.aux_tasks"]))
@@ -110,13 +114,11 @@ def check_same_settings(path: Path, config: dict[str, Any]) -> None:
     changed = [
         f"{key} {recorded[key]!r} -> {wanted[key]!r}"
         for key in wanted
-        if key in recorded and key not in FREE_SETTINGS and recorded[key] != wanted[key]
+        if key in recorded and key not in free and recorded[key] != wanted[key]
     ]
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise UserError(
-            f"{path.parent} was made with other settings ({shown}): add --fresh to start over, or choose another --run"
-        )
+        raise UserError(f"{path.parent} was made with other settings ({shown}): {fix}")
 
 
 def run_pipeline(
@@ -136,8 +138,6 @@ def run_pipeline(
     run directory first, once the arguments are known to be valid. ``tensorboard``: the agents also
     log TensorBoard event files."""
     from vai.rl.stages import check_algorithm, check_rl_preset, eval_stage, train_stage
-    from vai.vision import stages
-    from vai.vision.collect import collect
 
     task, run = context.task, context.run
     if tensorboard:
@@ -174,49 +174,8 @@ def run_pipeline(
             check_same_settings(run.config, config)
         write_json_atomic(config, run.config)
         seconds: dict[str, float] = {}
-
-        def stage(name: str, done: bool, function: Callable[..., Any], *args, **kwargs) -> Any:
-            if done:
-                log(f"[{name}] reusing what {run.path} holds")
-                return None
-            log(f"[{name}] ...")
-            start = time.perf_counter()
-            result = function(*args, **kwargs)
-            seconds[name] = round(time.perf_counter() - start, 1)
-            log(f"[{name}] done in {seconds[name]:.0f} s")
-            return result
-
-        def progress(message: str) -> None:
-            log(f"  {message}")
-
-        stage(
-            "collect",
-            run.frames.is_file(),
-            collect,
-            task,
-            frames=vision.collect_frames,
-            out=run.frames,
-            seed=context.seed,
-            data_dir=context.data_dir,
-            log=progress,
-        )
-        stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
-        stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
-        # The masks are measured on episodes of their own seeds, whatever the run's seed.
-        measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
-        mask_modes = default_modes(get_task(task), "masks")
-        stage(
-            "masks",
-            run.masks_eval.is_file(),
-            stages.masks_eval_stage,
-            measuring,
-            vision,
-            modes=mask_modes,
-            episodes=vision.mask_eval_episodes,
-            steps=vision.mask_eval_steps,
-        )
-        if not run.masks_picture.is_file():
-            stages.masks_show_stage(measuring, modes=mask_modes)
+        stage = timed_stages(run.path, seconds, log)
+        vision_stages(context, vision, backgrounds, stage, log)
 
         agents = {}
         for algorithm in ["vai", *baselines]:
@@ -239,6 +198,66 @@ def run_pipeline(
         record = stage("evaluate", False, eval_stage, context, checkpoints, modes=modes, seeds=seeds, episodes=episodes)
         _finish(context, agents, config, seconds, log)
         return record
+
+
+Stage = Callable[..., Any]
+"""``stage(name, done, function, *args, **kwargs)``: runs ``function`` unless ``done``; the caller
+logs and times it."""
+
+
+def timed_stages(where: Path, seconds: dict[str, float], log=print) -> Stage:
+    """A :data:`Stage` that logs each stage's start and end, or its reuse of what ``where`` holds, and
+    records the seconds each one ran in ``seconds``."""
+
+    def stage(name: str, done: bool, function: Callable[..., Any], *args, **kwargs) -> Any:
+        if done:
+            log(f"[{name}] reusing what {where} holds")
+            return None
+        log(f"[{name}] ...")
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - start, 1)
+        log(f"[{name}] done in {seconds[name]:.0f} s")
+        return result
+
+    return stage
+
+
+def vision_stages(context: RunContext, vision, backgrounds: Path | None, stage: Stage, log=print) -> None:
+    """VAI's vision steps into the context's run directory, each skipped where its file exists: collect
+    -> keypoints (+ counterfactual masks) -> adapter -> masks against ground truth (and their picture),
+    the masks measured on episodes of their own seed whatever the context's."""
+    from vai.vision import stages
+    from vai.vision.collect import collect
+
+    task, run = context.task, context.run
+    stage(
+        "collect",
+        run.frames.is_file(),
+        collect,
+        task,
+        frames=vision.collect_frames,
+        out=run.frames,
+        seed=context.seed,
+        data_dir=context.data_dir,
+        log=lambda message: log(f"  {message}"),
+    )
+    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
+    stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
+    measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
+    mask_modes = default_modes(get_task(task), "masks")
+    stage(
+        "masks",
+        run.masks_eval.is_file(),
+        stages.masks_eval_stage,
+        measuring,
+        vision,
+        modes=mask_modes,
+        episodes=vision.mask_eval_episodes,
+        steps=vision.mask_eval_steps,
+    )
+    if not run.masks_picture.is_file():
+        stages.masks_show_stage(measuring, modes=mask_modes)
 
 
 def _finish(context: RunContext, agents: dict[str, AgentDir], config, seconds, log) -> None:

@@ -55,7 +55,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     checking = actions.add_parser(
         "verify",
         parents=[common],
-        help="check files against their sha256 (exit 1 if any is bad; absent local-only pools are skipped unless named)",
+        help="check files against their sha256 (exit 1 if any is bad; absent local-only pools skipped unless named)",
     )
     checking.add_argument("names", nargs="*", metavar="NAME", help=f"data sets (default: all): {names}")
     checking.set_defaults(func=run_verify)

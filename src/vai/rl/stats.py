@@ -168,7 +168,7 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
-def _seed_list(ids: Sequence[int]) -> str:
+def seed_list(ids: Sequence[int]) -> str:
     """``0-2, 6, 8, 9``: runs of three or more consecutive seeds as ranges."""
     runs: list[list[int]] = []
     for seed in sorted(ids):
@@ -192,7 +192,7 @@ def seeds_line(seeds: SeedIds) -> str:
         else:
             for task, ids in per_task.items():
                 groups.setdefault(ids, []).append(f"{mode} ({task})")
-    parts = [f"{_seed_list(ids) if ids else 'none'} in {', '.join(names)}" for ids, names in groups.items()]
+    parts = [f"{seed_list(ids) if ids else 'none'} in {', '.join(names)}" for ids, names in groups.items()]
     return "Evaluation seeds: " + "; ".join(parts) + "."
 
 

@@ -1,0 +1,205 @@
+"""The two jobs of a sweep, as they run in a worker process (a local pool's or a Ray task's).
+
+``vision_job``: a task's vision stages (collect, keypoints, adapter, mask measurement), once per task.
+``run_job``: one RL run (train, resuming from its checkpoint where it has one) and its final
+evaluation. Each takes plain arguments (paths, the plan's record), writes its result file atomically
+as its last act, sends what it prints to its log file, and returns a small dict: ``{"ok": ...}`` or
+``{"failed": one line, "log": path}``. A job cut short leaves no result file, so running it again
+resumes it: the vision stages skip what their directory holds, training resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from vai.sweep.plan import RunKey, SweepDir, presets
+
+
+def worker_setup(threads: int) -> None:
+    """A worker process's torch threads, and (Linux) its death with the process that started it, so a
+    sweep killed with ``kill -9`` leaves no worker training on, holding its run's lock."""
+    import ctypes
+    import signal
+
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(AttributeError, OSError):
+        pr_set_pdeathsig = 1  # <sys/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent ended before the line above
+            os._exit(1)
+
+
+def machine(device: str, threads: int) -> dict[str, Any]:
+    """What a run ran on, as its result file records it."""
+    import torch
+
+    from vai.machine import checkout_commit, cpu_name
+
+    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    return {
+        "commit": checkout_commit(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "device": device,
+        "gpu": card,
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+
+
+@contextlib.contextmanager
+def _logged(log: Path):
+    """Everything the block prints, to ``log`` (appended: a resumed job adds to its first call's)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", buffering=1) as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        yield handle
+
+
+def _guarded(log: Path, work) -> dict[str, Any]:
+    """``work()`` with its output in ``log``; a failure becomes ``{"failed": one line}`` with its
+    traceback in the log, so one failed run never stops the others."""
+    from vai.errors import UserError
+
+    try:
+        with _logged(log) as handle:
+            try:
+                return {"ok": work()}
+            except UserError as error:
+                print(f"vai: error: {error}", file=handle)
+                return {"failed": str(error), "log": str(log)}
+            except Exception as error:  # noqa: BLE001 - reported to the sweep with its log
+                traceback.print_exc(file=handle)
+                return {"failed": f"{type(error).__name__}: {error}", "log": str(log)}
+    except OSError as error:  # the log itself cannot be written
+        return {"failed": f"cannot write {log}: {error.strerror or error}", "log": str(log)}
+
+
+def _context(sweep: SweepDir, task: str, seed: int, device: str, data_dir):
+    from vai.context import RunContext
+    from vai.run_dir import RunDir
+
+    return RunContext.create(task, RunDir(sweep.task_run(task)), seed=seed, device=device, data_dir=data_dir)
+
+
+def vision_job(
+    sweep_path: str, record: dict[str, Any], task: str, device: str, threads: int, data_dir=None
+) -> dict[str, Any]:
+    """The task's vision stages into ``SWEEP/runs/TASK``; writes ``results/TASK-vision.json``."""
+    worker_setup(threads)
+    sweep = SweepDir(Path(sweep_path))
+
+    def work() -> dict[str, Any]:
+        from vai.atomic import write_json_atomic
+        from vai.pipeline import timed_stages, vision_stages
+        from vai.tasks import KEYPOINTS
+        from vai.vision.stages import adapter_backgrounds
+
+        context = _context(sweep, task, record["vision_seed"], device, data_dir)
+        vision, _ = presets(record)
+        backgrounds = None if record["backgrounds"] == "procedural" else Path(record["backgrounds"])
+        seconds: dict[str, float] = {}
+        vision_stages(context, vision, backgrounds, timed_stages(context.run.path, seconds))
+        masks = json.loads(context.run.masks_eval.read_text())["results"]
+        summary = {
+            "task": task,
+            "preset": record["preset"],
+            "seed": context.seed,
+            "keypoints": KEYPOINTS[task],
+            "adapter_backgrounds": adapter_backgrounds(context.run),
+            "seconds": seconds,
+            "mask_iou": {
+                mode: {source: round(scores["iou"], 4) for source, scores in by_source.items()}
+                for mode, by_source in masks.items()
+            },
+            "machine": machine(device, threads),
+        }
+        write_json_atomic(summary, sweep.vision_result(task))
+        return summary
+
+    return _guarded(sweep.log(f"{task}-vision"), work)
+
+
+def _add_seconds(path: Path, key: str, seconds: float) -> dict[str, float]:
+    """Add ``seconds`` to the running total ``key`` of the times file ``path`` (a run's wall time
+    over every job call that worked on it); returns the totals."""
+    from vai.atomic import write_json_atomic
+
+    totals = json.loads(path.read_text()) if path.is_file() else {}
+    totals[key] = round(totals.get(key, 0.0) + seconds, 1)
+    totals["calls"] = totals.get("calls", 0) + (key == "train")
+    write_json_atomic(totals, path)
+    return totals
+
+
+def run_job(
+    sweep_path: str, record: dict[str, Any], key: RunKey, device: str, threads: int, data_dir=None
+) -> dict[str, Any]:
+    """One RL run: train into ``SWEEP/runs/TASK/ALGO-seedS`` (resuming its checkpoint), then its final
+    evaluation over ``test_seeds`` x ``test_episodes`` per mode; writes ``results/NAME.json``."""
+    worker_setup(threads)
+    sweep = SweepDir(Path(sweep_path))
+
+    def work() -> dict[str, Any]:
+        from vai.atomic import write_json_atomic
+        from vai.rl.checkpoint import load_agent
+        from vai.rl.evaluate import evaluate
+        from vai.rl.stages import train_stage
+        from vai.tasks import get_task
+
+        context = _context(sweep, key.task, key.seed, device, data_dir)
+        _, preset = presets(record)
+        out = context.run.agent(key.algorithm, key.seed)
+        times = out.path / "sweep_seconds.json"
+        began = time.perf_counter()
+        trained = train_stage(context, preset, algorithm=key.algorithm, resume=out.checkpoint.is_file(), progress=False)
+        totals = _add_seconds(times, "train", time.perf_counter() - began)
+        print(f"trained to {trained['steps']} agent steps ({trained['frames']} frames) in {trained['seconds']:.0f} s")
+        began = time.perf_counter()
+        agent, _ = load_agent(out.checkpoint, context.device)
+        modes = list(record["modes"][key.task])
+        results = evaluate(agent, key.task, modes, preset.test_seeds, preset.test_episodes, data_dir, workers=threads)
+        totals = _add_seconds(times, "evaluate", time.perf_counter() - began)
+        for mode, result in results.items():
+            print(f"{mode}: returns {result.returns.mean(axis=1).round(1).tolist()} of seeds {result.seeds}")
+        summary = {
+            "task": key.task,
+            "algorithm": key.algorithm,
+            "seed": key.seed,
+            "preset": record["preset"],
+            "agent_steps": trained["steps"],
+            "frames": trained["frames"],
+            "train_seconds": totals["train"],
+            "evaluate_seconds": totals["evaluate"],
+            "train_calls": totals["calls"],
+            "test_seeds": preset.test_seeds,
+            "test_episodes": preset.test_episodes,
+            "returns": {mode: result.returns.tolist() for mode, result in results.items() if result.seeds},
+            "success": {
+                mode: result.success.astype(float).tolist()
+                for mode, result in results.items()
+                if result.seeds and result.success is not None
+            },
+            "evaluation_seeds": {mode: result.seeds for mode, result in results.items()},
+            "not_evaluated": {
+                mode: {"seeds": result.skipped, "reason": result.skip_reason}
+                for mode, result in results.items()
+                if result.skipped
+            },
+            "action_repeat": get_task(key.task).action_repeat,
+            "machine": machine(device, threads),
+        }
+        write_json_atomic(summary, sweep.run_result(key))
+        return summary
+
+    return _guarded(sweep.log(key.name), work)

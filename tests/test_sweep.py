@@ -1,0 +1,189 @@
+"""`vai sweep` through the CLI with tiny real runs: the table over seeds, resuming, refusals, Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import assert_user_error, run_vai
+from test_pipeline import TINY_VISION
+from test_rl_cli import TINY_AGENT
+
+from vai.errors import UserError
+from vai.sweep.plan import parse_seeds
+
+TASK = "cartpole_balance"
+TINY = [
+    *TINY_VISION,
+    *TINY_AGENT,
+    "train_steps=30",
+    "checkpoint_every=10",
+    "eval_every=1000",
+    "test_seeds=1",
+    "test_episodes=1",
+]
+"""Seconds per run: a 30-step cartpole agent, one evaluation episode per mode."""
+
+
+def sweep_args(
+    out: Path, *extra: str, algos: tuple[str, ...] = ("vai", "sac"), seeds: str = "0-1", settings: list[str] = TINY
+) -> list[str]:
+    return [
+        "sweep",
+        TASK,
+        "--algos",
+        *algos,
+        "--seeds",
+        seeds,
+        "--mode",
+        "train",
+        "color_hard",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--progress-every",
+        "1",
+        *extra,
+        "--set",
+        *settings,
+    ]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory, data_dir) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    result = run_vai(*sweep_args(out), env={"VAI_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr + result.stdout
+    return out
+
+
+def cells(out: Path) -> dict:
+    table = json.loads((out / "table.json").read_text())
+    return {"cells": table["cells"], "aggregate": table["aggregate"]}
+
+
+def test_the_table_has_every_run_over_training_seeds(sweep_dir):
+    table = json.loads((sweep_dir / "table.json").read_text())
+    assert table["finished"] == table["planned"] == 4
+    for algorithm in ("vai", "sac"):
+        for mode in ("train", "color_hard"):
+            cell = table["cells"][TASK][algorithm][mode]
+            run_scores = []
+            for seed in (0, 1):
+                result = json.loads((sweep_dir / "results" / f"{TASK}-{algorithm}-seed{seed}.json").read_text())
+                assert result["frames"] == 30 * 8 and result["train_seconds"] > 0
+                run_scores.append(float(np.mean(result["returns"][mode])))
+            # The training seeds are the samples: mean and sample std of each run's mean return.
+            assert cell["scores"] == pytest.approx(run_scores)
+            assert cell["mean"] == pytest.approx(np.mean(run_scores))
+            assert cell["std"] == pytest.approx(np.std(run_scores, ddof=1))
+            interval = table["aggregate"][algorithm][mode]
+            assert min(run_scores) <= interval["low"] <= interval["iqm"] <= interval["high"] <= max(run_scores)
+    text = (sweep_dir / "table.md").read_text()
+    assert "vai sweep cartpole_balance --algos vai sac" in text  # the exact command
+    assert "adapter backgrounds:" in text and "Commit " in text and "machine:" in text
+    assert "| cartpole_balance-sac-seed1 | 240 |" in text  # each run's frames and wall time
+    assert table["vision"][TASK]["keypoints"] == 12 and "adapter" in table["vision"][TASK]["mask_iou"]["train"]
+    assert (sweep_dir / "bars.png").stat().st_size > 0
+    # vai runs see through the task's one adapter; the baselines none.
+    config = json.loads((sweep_dir / "runs" / TASK / "vai-seed1" / "config.json").read_text())
+    assert Path(config["adapter"]) == sweep_dir / "runs" / TASK / "adapter.safetensors"
+
+
+def test_a_finished_sweep_is_reused_and_other_settings_are_refused(sweep_dir, data_dir):
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    before = {path: path.stat().st_mtime_ns for path in (sweep_dir / "results").iterdir()}
+    again = run_vai(*sweep_args(sweep_dir), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 runs finished, 0 to run" in again.stdout
+    assert {path: path.stat().st_mtime_ns for path in (sweep_dir / "results").iterdir()} == before
+    record = (sweep_dir / "sweep.json").read_text()
+    other = run_vai(*sweep_args(sweep_dir, settings=[*TINY, "train_steps=31"]), env=env)
+    assert_user_error(other, str(sweep_dir), "train_steps 30 -> 31", "--out")
+    assert (sweep_dir / "sweep.json").read_text() == record
+
+
+def test_a_killed_sweep_resumes_to_the_same_table(sweep_dir, data_dir, tmp_path):
+    """kill -9 of the sweep while a run trains: its workers die with it (the run directories' locks
+    free), and the same command finishes the sweep with the table of one never interrupted. (The
+    baselines alone: they need no vision stage, and give the uninterrupted sweep's cells.)"""
+    out = tmp_path / "sweep"
+    args = sweep_args(out, algos=("sac",))
+    env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vai.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not list((out / "results").glob(f"{TASK}-*-seed*.json")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no run finished"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list((out / "results").glob(f"{TASK}-*-seed*.json"))) == 1, "the kill must land while a run is left"
+    assert not (out / "runs" / TASK / "transporter.safetensors").exists()  # no vision stage for baselines
+    resumed = run_vai(*args, env={"VAI_DATA_DIR": str(data_dir)})
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert "1 of 2 runs finished" in resumed.stdout
+    assert cells(out)["cells"][TASK]["sac"] == cells(sweep_dir)["cells"][TASK]["sac"]
+
+
+def test_ray_runs_the_same_sweep_to_the_same_table(sweep_dir, data_dir, tmp_path):
+    """The same runs as Ray tasks on a local instance: the same scores (seed 1 of each algorithm, the
+    vai run seeing through the adapter the local sweep made)."""
+    pytest.importorskip("ray", reason="the Ray backend is an optional extra: pip install -e .[ray]")
+    out = tmp_path / "sweep"
+    (out / "results").mkdir(parents=True)
+    shutil.copy(sweep_dir / "results" / f"{TASK}-vision.json", out / "results")
+    shutil.copytree(
+        sweep_dir / "runs" / TASK, out / "runs" / TASK, ignore=shutil.ignore_patterns("*-seed*", ".vai.lock")
+    )
+    env = {"VAI_DATA_DIR": str(data_dir), "RAY_USAGE_STATS_ENABLED": "0"}
+    result = run_vai(*sweep_args(out, "--ray", seeds="1"), env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "on Ray" in result.stdout
+    local, remote = cells(sweep_dir)["cells"][TASK], cells(out)["cells"][TASK]
+    for algorithm in ("vai", "sac"):
+        for mode in ("train", "color_hard"):
+            assert remote[algorithm][mode]["scores"] == [local[algorithm][mode]["scores"][1]]
+
+
+def test_seeds_parse_as_ranges_and_lists():
+    assert parse_seeds(["0-2"]) == [0, 1, 2]
+    assert parse_seeds(["0", "1", "2"]) == [0, 1, 2]
+    assert parse_seeds(["0,3-4", "3"]) == [0, 3, 4]
+    for bad in (["2-0"], ["a"], ["-1"], [""]):
+        with pytest.raises(UserError, match="--seeds"):
+            parse_seeds(bad)
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--algos", "ppo"], "ppo"),
+        (["--mode", "video_medium"], "video_medium"),
+        (["--seeds", "3-1"], "--seeds"),
+        (["--workers", "0"], "--workers"),
+        (["--set", "warp=9"], "warp=9"),
+    ],
+)
+def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, extra, needle):
+    out = tmp_path / "sweep"
+    args = ["sweep", TASK, "--out", str(out), *extra]
+    assert_user_error(run_vai(*args), needle)
+    assert not out.exists()
+
+
+def test_a_sweep_into_a_file_is_refused(tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("not a sweep")
+    assert_user_error(run_vai("sweep", TASK, "--out", str(out)), str(out), "--out")
+    assert out.read_text() == "not a sweep"
