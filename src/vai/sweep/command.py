@@ -32,6 +32,8 @@ from vai.sweep.jobs import run_job, vision_job
 from vai.sweep.plan import RECORD_FREE, RunKey, SweepDir, SweepPlan, default_sweep, parse_seeds, resolve_plan
 from vai.sweep.table import write_table
 
+KEEP_OUT = "# what a sweep directory holds besides its small result files (vai sweep)\nruns/\nlogs/\n"
+"""The sweep directory's ``.gitignore``: the directory can be committed as it is, without its checkpoints."""
 REFUSED = "choose another --out, or run the sweep again with the settings its sweep.json records"
 
 
@@ -118,7 +120,7 @@ def run_sweep(
     """Every job of ``plan`` not yet finished in the sweep directory ``out``; returns the table's summary
     with ``failed`` (run name -> one line) added. ``ray``: None for the local pool, ``local`` for a
     local Ray instance, else a Ray cluster address."""
-    from vai.atomic import write_json_atomic
+    from vai.atomic import write_json_atomic, write_text_atomic
     from vai.machine import resolve_device
     from vai.rl.algorithms import algorithm_spec
 
@@ -133,11 +135,12 @@ def run_sweep(
     with owning(sweep.path):
         check_sweep(sweep, plan, data_dir)  # again, now that no other process can write the record
         write_json_atomic(record, sweep.record)
+        write_text_atomic(KEEP_OUT, sweep.path / ".gitignore")
         summary = write_table(sweep, record, command)
         todo = [key for key in plan.runs() if not sweep.run_result(key).is_file()]
         # Only an algorithm that sees through an adapter needs the vision stages.
         needed = any(algorithm_spec(algorithm).adapter for algorithm in plan.algorithms)
-        vision = [task for task in plan.tasks if needed and not sweep.vision_result(task).is_file()]
+        vision = [task for task in plan.tasks if needed and not _vision_done(sweep, task)]
         log(
             f"sweep {sweep.path}: {summary['finished']} of {summary['planned']} runs finished, {len(todo)} to run; "
             f"vision stages to run for {len(vision) or 'no'} task(s); {workers} at once on "
@@ -213,6 +216,14 @@ def run_sweep(
         summary = write_table(sweep, record, command)
         summary["failed"] = failed
         return summary
+
+
+def _vision_done(sweep: SweepDir, task: str) -> bool:
+    """The task's vision stages are done: their result file, and the adapter the vai runs load (a
+    sweep directory restored from its committed files alone has the one, not the other)."""
+    from vai.run_dir import RunDir
+
+    return sweep.vision_result(task).is_file() and RunDir(sweep.task_run(task)).adapter.is_file()
 
 
 def _slots(device: str, workers: int, ray: bool) -> list[str]:

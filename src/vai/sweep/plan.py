@@ -11,7 +11,9 @@ must resolve to the same record, or it is refused before anything is written. Th
     SWEEP/runs/TASK/                    the task's run directory (vision files, one ALGO-seedS/ per run)
     SWEEP/logs/NAME.log                 what each job printed
 
-Everything but ``runs/`` and ``logs/`` is small: a sweep directory can be committed without them.
+Everything but ``runs/`` and ``logs/`` is small, and the directory's ``.gitignore`` leaves those two
+out: a sweep directory can be committed as it is, and a clone of it continues the sweep (a task
+whose adapter is not there runs its vision stages again).
 """
 
 from __future__ import annotations
