@@ -70,18 +70,12 @@ def test_training_on_a_threaded_environment_equals_training_on_the_callers_threa
     assert all(torch.equal(plain[name], threaded[name]) for name in plain)
 
 
-def test_the_thread_is_used_where_a_core_is_free_for_it():
+def test_the_thread_is_used_on_a_gpu_and_on_a_cpu_of_two_cores_or_more(monkeypatch):
     import os
 
     from vai.rl.envthread import overlap_pays
 
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(os.cpu_count())
-        assert not overlap_pays("cpu")  # torch's threads take every core
-        assert overlap_pays("cuda")  # the host mostly launches kernels
-        if os.cpu_count() > 1:
-            torch.set_num_threads(1)
-            assert overlap_pays("cpu")
-    finally:
-        torch.set_num_threads(threads)
+    assert overlap_pays("cuda")  # the host mostly launches kernels
+    for cores, pays in ((1, False), (2, True), (16, True)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert overlap_pays("cpu") is pays

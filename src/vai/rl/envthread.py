@@ -3,11 +3,11 @@
 In the training loop the action of step t is chosen before the update of step t, and the update
 samples only transitions already stored, so the environment's step and the agent's update do not
 depend on each other. MuJoCo's physics and rendering release Python's lock, so a step on another
-thread overlaps the update's Python and kernel launches. That pays when a core is free for the
-environment while torch computes; with torch on every core of a small CPU there is no core left to
-overlap on (``benchmarks/agent_speed.py`` measures both ways), so training uses the thread only
-where :func:`overlap_pays`; on a GPU machine, where the update is mostly the
-host's kernel launches, the environment's time is what overlapping hides.
+thread overlaps the update's Python and kernel launches; the new frame's stored form (for ``vai``
+the frozen adapter's pass) is made there too, right after the step. Training uses the thread
+wherever :func:`overlap_pays`: on a GPU machine, where the update is mostly the host's kernel
+launches, and on a CPU of two cores or more, where the update leaves a core idle often enough
+(``benchmarks/cpu_speed.py`` and ``benchmarks/agent_speed.py`` measure both ways).
 
 An OpenGL context belongs to the thread that made it current (EGL refuses one that is current on
 another thread), so the environment is built, reset, stepped and closed on the worker thread only.
@@ -54,9 +54,12 @@ class EnvThread:
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         return self._submit(self.env.reset, **kwargs).result()
 
-    def step_async(self, action: Any) -> Future:
-        """Start ``env.step(action)`` on the worker; the future's result is the step's 5-tuple."""
-        return self._submit(self.env.step, action)
+    def step_async(self, action: Any, then: Callable[[Any], Any] | None = None) -> Future:
+        """Start ``env.step(action)`` on the worker; the future's result is the step's 5-tuple, or with
+        ``then`` the pair (5-tuple, ``then(observation)``), ``then`` also running on the worker."""
+        if then is None:
+            return self._submit(self.env.step, action)
+        return self._submit(_step_then, self.env, action, then)
 
     def step(self, action: Any) -> tuple:
         return self.step_async(action).result()
@@ -79,18 +82,29 @@ class EnvThread:
 
 def overlap_pays(device: Any) -> bool:
     """Whether stepping on a thread of its own can speed up training on ``device``: on a GPU (the host
-    mostly launches kernels), or where the CPU has a core that torch's threads leave free."""
+    mostly launches kernels), and on a CPU of more than one core. Even where torch's threads take
+    every core, the update's serial stretches (Python, small kernels, the threads' barriers) leave a
+    core idle long enough for the environment's render and the adapter's pass on the new frame
+    (``benchmarks/cpu_speed.py`` times the loop's wait for the environment)."""
     import os
 
     import torch
 
-    return torch.device(device).type == "cuda" or (os.cpu_count() or 1) > torch.get_num_threads()
+    return torch.device(device).type == "cuda" or (os.cpu_count() or 1) > 1
 
 
-def start_step(env: Any, action: Any) -> Callable[[], tuple]:
-    """Begin ``env.step(action)``; call the result for the step's 5-tuple. An :class:`EnvThread` steps
-    on its worker from now on; any other environment steps when the result is called, on the caller's
-    thread, so a plain environment sees the loop's calls in the order it always did."""
+def start_step(env: Any, action: Any, then: Callable[[Any], Any] | None = None) -> Callable[[], tuple]:
+    """Begin ``env.step(action)``; call the result for the step's 5-tuple, or with ``then`` for the pair
+    (5-tuple, ``then(observation)``). An :class:`EnvThread` steps (and runs ``then``) on its worker
+    from now on; any other environment steps when the result is called, on the caller's thread, so a
+    plain environment sees the loop's calls in the order it always did."""
     if isinstance(env, EnvThread):
-        return env.step_async(action).result
-    return lambda: env.step(action)
+        return env.step_async(action, then).result
+    if then is None:
+        return lambda: env.step(action)
+    return lambda: _step_then(env, action, then)
+
+
+def _step_then(env: Any, action: Any, then: Callable[[Any], Any]) -> tuple[tuple, Any]:
+    result = env.step(action)
+    return result, then(result[0])

@@ -131,15 +131,17 @@ class Trainer:
                         self._diverged(state, ["the action"])
                 # An EnvThread steps while the agent updates: the update samples only stored
                 # transitions, so neither waits for the other's result.
-                finish_step = start_step(self.env, action)
+                # The newest frame's stored form (for vai the frozen adapter's pass) is made right
+                # after the step, on the environment's thread where it has one.
+                finish_step = start_step(self.env, action, then=self.agent.observe.store)
                 if len(self.buffer) > 0:
                     for number in update_numbers(state.step, preset):
                         metrics = self.agent.update(self.buffer.sample(preset.batch_size, nstep=preset.nstep), number)
                         for name, value in metrics.items():  # device tensors: summed, read once per episode
                             sums[name] = sums[name] + value if name in sums else value
                             counts[name] = counts.get(name, 0) + 1
-                next_obs, reward, terminated, truncated, _ = finish_step()
-                stored = stack.push(next_obs)
+                (next_obs, reward, terminated, truncated, _), stored = finish_step()
+                stack.append(stored)
                 self.buffer.add(action, reward, terminated, stored)
                 recorder.add(action, reward, terminated, stored)
                 episode_return += float(reward)

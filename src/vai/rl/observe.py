@@ -122,7 +122,7 @@ class ObservationPipeline(nn.Module):
         if self.algorithm.shift:
             centre = center_crop(stored, self.crop).float() / 255
             return random_shift(centre, max(1, DRQ_PAD // self.downsample), generator)
-        return random_crop(stored, self.crop, generator).float() / 255
+        return random_crop(stored, self.crop, generator).float().div_(255)
 
     def augment(self, view: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """What one encoder pass sees of ``view``: a fresh adapt_aug of it (a new tensor) where the
@@ -197,5 +197,9 @@ class StoredStack:
 
     def push(self, observation: np.ndarray) -> np.ndarray:
         """Store the newest frame of ``observation``, add it to the stack and return it."""
-        self.frames.append(self.pipeline.store(observation))
-        return self.frames[-1]
+        return self.append(self.pipeline.store(observation))
+
+    def append(self, stored: np.ndarray) -> np.ndarray:
+        """Add a frame already in stored form (:meth:`ObservationPipeline.store`) and return it."""
+        self.frames.append(stored)
+        return stored
