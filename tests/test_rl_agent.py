@@ -486,12 +486,20 @@ def test_the_random_phase_ends_with_vais_burst_of_updates_numbered_as_its_step(t
     assert adam_steps(agent.actor_optimizer) == adam_steps(agent.aux_optimizer) == 10 + 9  # even steps 12..28
 
 
-def record_conv_passes(agent: SACAgent, module: nn.Module | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def record_conv_passes(
+    agent: SACAgent, module: nn.Module | None = None, batch: int | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(input, weight) of every later pass through the critic's first conv, which the actor's and
-    PAD's encoders share (or through ``module``)."""
+    PAD's encoders share (or through ``module``); with ``batch``, a call on several batches of that
+    many images at once (the actor's step encodes its two views in one call) counts as one pass each."""
     module = module or agent.critic.encoder.own[0]
     passes = []
-    module.register_forward_pre_hook(lambda conv, args: passes.append((args[0].detach().clone(), conv.weight.clone())))
+
+    def record(conv, args):
+        for images in args[0].detach().split(batch or len(args[0])):
+            passes.append((images.clone(), conv.weight.clone()))
+
+    module.register_forward_pre_hook(record)
     return passes
 
 
@@ -499,7 +507,7 @@ def test_every_encoder_pass_of_a_vai_update_draws_its_own_adapt_aug():
     preset = replace(TINY, aux_tasks=("inverse", "reward"))
     batch = filled_buffer().sample(16, torch.Generator().manual_seed(0))
     agent = make_agent("vai", preset)
-    passes = record_conv_passes(agent)
+    passes = record_conv_passes(agent, batch=16)
     target_passes = record_conv_passes(agent, agent.critic_target.encoder.own[0])
     agent.update(batch, 2)  # step 2: the critic, the actor, the target and the heads all update
     # The target's actor (next_obs); the critic (obs); the actor's step, which encodes obs again for
@@ -518,7 +526,7 @@ def test_every_encoder_pass_of_a_vai_update_draws_its_own_adapt_aug():
     assert torch.equal(weights[2], weights[5])
     # Without an adapter nothing is drawn per pass: the critic's and the actor's views of obs are one.
     sac = make_agent("sac", preset)
-    plain = record_conv_passes(sac)
+    plain = record_conv_passes(sac, batch=16)
     sac.update(batch, 2)
     assert len(plain) == 6 and all(torch.equal(plain[1][0], images) for images, _ in plain[2:5])
     # actor_reuses_critic_trunk: the actor's step takes the critic's conv output instead.

@@ -103,7 +103,10 @@ def adapt_aug(
         square = side[None, :, None].expand(frames, boxes, 2)
         paint_boxes(out.view(frames, 3, height, width), top, left, square, colour, largest)
     if noise > 0:
-        out.add_(standard_normal(out.shape, generator, device, noise_bank), alpha=noise)
+        # The sum lands channels-last, the layout the encoder's convolutions take, so the encoder
+        # copies nothing more; every value is the one an in-place add gives.
+        summed = torch.empty_like(out, memory_format=torch.channels_last)
+        return torch.add(out, standard_normal(out.shape, generator, device, noise_bank), alpha=noise, out=summed)
     return out
 
 

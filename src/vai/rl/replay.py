@@ -174,4 +174,5 @@ class ReplayBuffer:
         first; where the stack reaches back past the episode's start, its first frame repeats."""
         back = torch.arange(self.stack - 1, -1, -1, device=self.device)
         slots = (slot[:, None] - torch.minimum(back[None, :], position[:, None])) % self.capacity
-        return self.frames[slots].flatten(1, 2)  # (B, F, 3, H, W) -> (B, 3F, H, W)
+        # One gather of the B x F frames, (B F, 3, H, W), read as (B, 3F, H, W).
+        return self.frames.index_select(0, slots.flatten()).view(len(slot), -1, *self.frames.shape[-2:])
