@@ -86,9 +86,11 @@ def update_seconds(agent: SACAgent, buffer: ReplayBuffer, updates: int, device: 
     return statistics.median(times)
 
 
-def training_fps(algorithm: str, task: str, preset, steps: int, device: torch.device, threaded: bool = True) -> float:
+def training_fps(
+    algorithm: str, task: str, preset, steps: int, device: torch.device, threaded: bool = True, warm: int = 200
+) -> float:
+    """Simulator frames per second of ``steps`` agent steps of the loop after ``warm`` random ones."""
     action_repeat = get_task(task).action_repeat
-    warm = 200
     preset = replace(
         preset, init_steps=warm, init_burst=False, train_steps=warm + steps, eval_every=10**9, checkpoint_every=10**9
     )

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 3 and 4 as one command, sized for one call of the lent GPU machine.
 #
-#   bash benchmarks/device_check.sh                  # on the GPU machine: about 8-10 min (estimated)
+#   bash benchmarks/device_check.sh                  # on the GPU machine: at most 8 min (BUDGET=480 s)
 #   VAI_CHECK=tiny bash benchmarks/device_check.sh   # the same steps at toy sizes on this CPU (checks the script)
 #
 # In order, each step logging into runs/device-check/logs/:
-#   1. speed.txt   benchmarks/agent_speed.py, paper networks, vai and sac, alone on the machine
-#                  (issue 4: at least 10x the original VAI loop's ~37 frames/s on walker_walk);
+#   1. speed.txt   benchmarks/gpu_speed.py, alone on the machine: issue 20's figures for a paper
+#                  walker_walk vai run (ms per agent step, N = 1, 2, 4, 8 runs at once, the update
+#                  eager and compiled, one render, the adapter on one frame), with card and versions;
 #   2. the cartpole_balance run, paper presets, in runs/device-check/ (ignored by git):
 #      vision stages and their mask measurement (masks_eval.md: issue 3's cartpole row), then the vai agent, while the sac
 #      baseline trains beside it from the start (it needs no adapter), STEPS agent steps each
@@ -52,7 +53,8 @@ gpu)
     collect=()
     rl_set=("train_steps=$steps" "eval_every=2500" "checkpoint_every=1250" "test_seeds=${TEST_SEEDS:-5}"
         "test_episodes=${TEST_EPISODES:-2}")
-    speed=(--presets paper --algorithms vai sac --train-steps 1000 --updates 20)
+    speed=(--steps 600 --updates 10 --repeats 30 --runs 1 2 4 8)
+    speed_seconds=200
     walker=(--episodes 3 --steps 50)
     mask_eval=(--episodes 3 --steps 50)
     ;;
@@ -62,7 +64,9 @@ tiny)
     vision_set=("collect_frames=300" "transporter_steps=4" "adapter_steps=4" "mask_eval_episodes=1" "mask_eval_steps=4")
     rl_set=("train_steps=150" "init_steps=100" "eval_every=75" "eval_episodes=1" "checkpoint_every=75"
         "test_seeds=1" "test_episodes=1")
-    speed=(--presets quick --algorithms vai --train-steps 10 --updates 2)
+    speed=(--device cpu --preset quick --task cartpole_balance --init 20 --steps 5 --updates 1 --repeats 2 --runs 1
+        --no-compile)
+    speed_seconds=300
     walker=(--episodes 1 --steps 4)
     mask_eval=(--episodes 1 --steps 4)
     ;;
@@ -72,7 +76,7 @@ tiny)
     ;;
 esac
 task=cartpole_balance
-budget=${BUDGET:-540}  # seconds this call may take, set-up included; the device call's limit is 600
+budget=${BUDGET:-480}  # seconds this call may take, set-up included; the device call's limit is 600
 within() {  # within SECONDS: what is left of the budget once SECONDS are kept back (at least 10)
     local left=$((budget - (SECONDS - started) - $1))
     echo $((left < 10 ? 10 : left))
@@ -89,7 +93,8 @@ train() {  # train ALGO SECONDS: start or continue the agent RUN/ALGO-seed0, sto
 { nvidia-smi 2>/dev/null || echo "no nvidia-smi"; "$py" -c "import torch; print('torch', torch.__version__)"; } > "$logs/machine.txt"
 
 say "1. agent speed"
-[ -s "$logs/speed.txt" ] || timeout 150 "$py" benchmarks/agent_speed.py --device $device "${speed[@]}" > "$logs/speed.txt" 2>&1
+# Each figure is printed as it is measured, so a cut-off run still leaves the ones before.
+[ -s "$logs/speed.txt" ] || timeout $speed_seconds "$py" benchmarks/gpu_speed.py "${speed[@]}" > "$logs/speed.txt" 2>&1
 cat "$logs/speed.txt"
 
 # The trainings stop in time for the evaluation (~2 min on the GPU, estimated); an unfinished one

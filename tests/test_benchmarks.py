@@ -1,4 +1,5 @@
-"""The benchmark scripts that only read records: run on the records the repository keeps."""
+"""The benchmark scripts: those that only read records run on the records the repository keeps, the
+speed scripts at toy sizes on the CPU (their figures are printed, never asserted)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,25 @@ def test_mask_table_averages_the_recorded_seeds(tmp_path: Path) -> None:
     )
     assert cells[3] == expected
     assert "*" not in cells[4]  # color_hard: every seed has a precision
+
+
+def run_script(name: str, *arguments: str) -> str:
+    script = ROOT / "benchmarks" / name
+    done = subprocess.run([sys.executable, str(script), *arguments], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_gpu_speed_prints_every_figure_at_toy_sizes():
+    out = run_script(
+        "gpu_speed.py", "--device", "cpu", "--preset", "quick", "--task", "cartpole_balance", "--init", "10",
+        "--steps", "3", "--updates", "1", "--repeats", "1", "--runs", "1", "--no-compile",
+    )
+    for figure in ("torch", "one run:", "1 runs at once:", "update alone:", "one render:", "adapter on one frame:"):
+        assert figure in out
+
+
+def test_cpu_speed_prints_the_loops_parts():
+    out = run_script("cpu_speed.py", "--init", "10", "--steps", "3", "--repeats", "1")
+    for part in ("agent steps/s", "env wait", "act", "update", "critic", "checkpoint ms per call"):
+        assert part in out
