@@ -188,3 +188,21 @@ def test_a_sweep_into_a_file_is_refused(tmp_path):
     out.write_text("not a sweep")
     assert_user_error(run_vai("sweep", TASK, "--out", str(out)), str(out), "--out")
     assert out.read_text() == "not a sweep"
+
+
+def test_a_killed_call_still_counts_in_the_run_wall_time(tmp_path):
+    """The part a kill cut off counts up to the agent directory's last write before it."""
+    from vai.sweep.jobs import WallClock
+
+    clock = WallClock(tmp_path)
+    clock.start("train")
+    started = json.loads((tmp_path / "sweep_seconds.json").read_text())["train_started"]
+    checkpoint = tmp_path / "checkpoints" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"the last write before the kill")
+    os.utime(checkpoint, (started + 50, started + 50))
+    os.utime(tmp_path / "sweep_seconds.json", (started, started))
+    resumed = WallClock(tmp_path)  # the next call, after the kill
+    resumed.start("train")
+    assert resumed.totals["train"] == pytest.approx(50, abs=0.1)
+    assert resumed.stop("train") >= 50

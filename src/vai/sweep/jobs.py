@@ -130,16 +130,42 @@ def vision_job(
     return _guarded(sweep.log(f"{task}-vision"), work)
 
 
-def _add_seconds(path: Path, key: str, seconds: float) -> dict[str, float]:
-    """Add ``seconds`` to the running total ``key`` of the times file ``path`` (a run's wall time
-    over every job call that worked on it); returns the totals."""
-    from vai.atomic import write_json_atomic
+class WallClock:
+    """A run's wall time over every job call that worked on it, in ``AGENT/sweep_seconds.json``.
 
-    totals = json.loads(path.read_text()) if path.is_file() else {}
-    totals[key] = round(totals.get(key, 0.0) + seconds, 1)
-    totals["calls"] = totals.get("calls", 0) + (key == "train")
-    write_json_atomic(totals, path)
-    return totals
+    Each part (``train``, ``evaluate``) is started and stopped; a call killed in between (a sweep cut
+    short) leaves its start in the file, and the next call adds the time from that start to the
+    agent directory's last write, so the work the kill cut off counts too.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.path = folder, folder / "sweep_seconds.json"
+        self.totals: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def start(self, part: str) -> None:
+        cut = self.totals.pop(f"{part}_started", None)
+        if cut is not None:
+            last_write = max(
+                (entry.stat().st_mtime for entry in self.folder.rglob("*") if entry.is_file()), default=cut
+            )
+            self._add(part, max(0.0, last_write - cut))
+        self.totals[f"{part}_started"] = time.time()
+        self._save()
+
+    def stop(self, part: str) -> float:
+        """Ends ``part``; its total seconds."""
+        self._add(part, time.time() - self.totals.pop(f"{part}_started"))
+        self._save()
+        return self.totals[part]
+
+    def _add(self, part: str, seconds: float) -> None:
+        self.totals[part] = round(self.totals.get(part, 0.0) + seconds, 1)
+
+    def _save(self) -> None:
+        from vai.atomic import write_json_atomic
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.totals, self.path)
 
 
 def run_job(
@@ -160,16 +186,16 @@ def run_job(
         context = _context(sweep, key.task, key.seed, device, data_dir)
         _, preset = presets(record)
         out = context.run.agent(key.algorithm, key.seed)
-        times = out.path / "sweep_seconds.json"
-        began = time.perf_counter()
+        clock = WallClock(out.path)
+        clock.start("train")
         trained = train_stage(context, preset, algorithm=key.algorithm, resume=out.checkpoint.is_file(), progress=False)
-        totals = _add_seconds(times, "train", time.perf_counter() - began)
-        print(f"trained to {trained['steps']} agent steps ({trained['frames']} frames) in {trained['seconds']:.0f} s")
-        began = time.perf_counter()
+        train_seconds = clock.stop("train")
+        print(f"trained to {trained['steps']} agent steps ({trained['frames']} frames), {train_seconds:.0f} s in all")
+        clock.start("evaluate")
         agent, _ = load_agent(out.checkpoint, context.device)
         modes = list(record["modes"][key.task])
         results = evaluate(agent, key.task, modes, preset.test_seeds, preset.test_episodes, data_dir, workers=threads)
-        totals = _add_seconds(times, "evaluate", time.perf_counter() - began)
+        evaluate_seconds = clock.stop("evaluate")
         for mode, result in results.items():
             print(f"{mode}: returns {result.returns.mean(axis=1).round(1).tolist()} of seeds {result.seeds}")
         summary = {
@@ -179,9 +205,8 @@ def run_job(
             "preset": record["preset"],
             "agent_steps": trained["steps"],
             "frames": trained["frames"],
-            "train_seconds": totals["train"],
-            "evaluate_seconds": totals["evaluate"],
-            "train_calls": totals["calls"],
+            "train_seconds": train_seconds,
+            "evaluate_seconds": evaluate_seconds,
             "test_seeds": preset.test_seeds,
             "test_episodes": preset.test_episodes,
             "returns": {mode: result.returns.tolist() for mode, result in results.items() if result.seeds},
