@@ -94,7 +94,7 @@ def test_the_table_has_every_run_over_training_seeds(sweep_dir):
     assert "| cartpole_balance-sac-seed1 | 240 |" in text  # each run's frames and wall time
     assert table["vision"][TASK]["keypoints"] == 12 and "adapter" in table["vision"][TASK]["mask_iou"]["train"]
     assert (sweep_dir / "bars.png").stat().st_size > 0
-    assert (sweep_dir / ".gitignore").read_text().splitlines()[1:] == ["runs/", "logs/"]  # commit all but these
+    assert (sweep_dir / ".gitignore").read_text().splitlines()[1:] == ["runs/", "logs/", ".vai.lock"]
     # vai runs see through the task's one adapter; the baselines none.
     config = json.loads((sweep_dir / "runs" / TASK / "vai-seed1" / "config.json").read_text())
     assert Path(config["adapter"]) == sweep_dir / "runs" / TASK / "adapter.safetensors"

@@ -32,7 +32,7 @@ from vai.sweep.jobs import run_job, vision_job
 from vai.sweep.plan import RECORD_FREE, RunKey, SweepDir, SweepPlan, default_sweep, parse_seeds, resolve_plan
 from vai.sweep.table import write_table
 
-KEEP_OUT = "# what a sweep directory holds besides its small result files (vai sweep)\nruns/\nlogs/\n"
+KEEP_OUT = "# what a sweep directory holds besides its small result files (vai sweep)\nruns/\nlogs/\n.vai.lock\n"
 """The sweep directory's ``.gitignore``: the directory can be committed as it is, without its checkpoints."""
 REFUSED = "choose another --out, or run the sweep again with the settings its sweep.json records"
 
