@@ -4,10 +4,12 @@ In the training loop the action of step t is chosen before the update of step t,
 samples only transitions already stored, so the environment's step and the agent's update do not
 depend on each other. MuJoCo's physics and rendering release Python's lock, so a step on another
 thread overlaps the update's Python and kernel launches; the new frame's stored form (for ``vai``
-the frozen adapter's pass) is made there too, right after the step. Training uses the thread
-wherever :func:`overlap_pays`: on a GPU machine, where the update is mostly the host's kernel
-launches, and on a CPU of two cores or more, where the update leaves a core idle often enough
-(``benchmarks/cpu_speed.py`` and ``benchmarks/agent_speed.py`` measure both ways).
+the frozen adapter's pass) is made there too, right after the step. That pays when a core is free
+for the environment while torch computes: training uses the thread where :func:`overlap_pays`, on
+a GPU machine (the update is mostly the host's kernel launches) and where torch's threads leave a
+CPU core free. With torch on every core of a small CPU the thread takes cores from the update
+(``benchmarks/cpu_speed.py`` measures both ways: on 2 cores and 2 torch threads the update takes
+twice as long and the loop runs slower than inline).
 
 An OpenGL context belongs to the thread that made it current (EGL refuses one that is current on
 another thread), so the environment is built, reset, stepped and closed on the worker thread only.
@@ -82,15 +84,12 @@ class EnvThread:
 
 def overlap_pays(device: Any) -> bool:
     """Whether stepping on a thread of its own can speed up training on ``device``: on a GPU (the host
-    mostly launches kernels), and on a CPU of more than one core. Even where torch's threads take
-    every core, the update's serial stretches (Python, small kernels, the threads' barriers) leave a
-    core idle long enough for the environment's render and the adapter's pass on the new frame
-    (``benchmarks/cpu_speed.py`` times the loop's wait for the environment)."""
+    mostly launches kernels), or where the CPU has a core that torch's threads leave free."""
     import os
 
     import torch
 
-    return torch.device(device).type == "cuda" or (os.cpu_count() or 1) > 1
+    return torch.device(device).type == "cuda" or (os.cpu_count() or 1) > torch.get_num_threads()
 
 
 def start_step(env: Any, action: Any, then: Callable[[Any], Any] | None = None) -> Callable[[], tuple]:
