@@ -124,8 +124,10 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
     }
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if abs(value) > 10 else f"{value:.2f}"
+def _numbers(*values: float) -> list[str]:
+    """Values in one format, chosen by the first: whole numbers for returns, two decimals for rates."""
+    pattern = "{:.0f}" if abs(values[0]) > 10 else "{:.2f}"
+    return [pattern.format(value) for value in values]
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -168,7 +170,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 if cell is None:
                     cells.append("—")
                     continue
-                text = f"{_number(cell['mean'])} ± {_number(cell['std'])}"
+                text = " ± ".join(_numbers(cell["mean"], cell["std"]))
                 cells.append(text if cell["seeds"] == cell["of"] else f"{text} ({cell['seeds']}/{cell['of']} seeds)")
             lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
     if summary["aggregate"]:
@@ -176,7 +178,7 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["| algorithm | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
         for algorithm, by_mode in summary["aggregate"].items():
             cells = [
-                f"{_number(by_mode[m]['iqm'])} [{_number(by_mode[m]['low'])}, {_number(by_mode[m]['high'])}]"
+                "{} [{}, {}]".format(*_numbers(by_mode[m]["iqm"], by_mode[m]["low"], by_mode[m]["high"]))
                 if m in by_mode
                 else "—"
                 for m in modes
