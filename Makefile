@@ -30,4 +30,4 @@ data: setup
 	$(VAI) data verify colors video_easy video_hard drawerworld >/dev/null || $(VAI) data fetch colors video_easy video_hard drawerworld
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile

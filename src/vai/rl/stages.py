@@ -25,8 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from vai.context import RunContext
 from vai.errors import UserError, WriteFailed
 from vai.lock import owning
@@ -322,7 +320,7 @@ def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> Non
             "preset": dataclasses.asdict(agent.preset),
             "action_repeat": get_task(context.task).action_repeat,
             **sizes,
-            "torch": torch.__version__,
+            "torch": _torch_version(),
             "python": platform.python_version(),
         }
     out.path.mkdir(parents=True, exist_ok=True)
@@ -552,3 +550,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(out.results_table.read_text(), end="")
     print(f"wrote {out.results}")
     return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
