@@ -118,7 +118,7 @@ def test_a_killed_sweep_resumes_to_the_same_table(sweep_dir, data_dir, tmp_path)
     free), and the same command finishes the sweep with the table of one never interrupted. (The
     baselines alone: they need no vision stage, and give the uninterrupted sweep's cells.)"""
     out = tmp_path / "sweep"
-    args = sweep_args(out, algos=("sac",))
+    args = sweep_args(out, "--workers", "1", algos=("sac",))  # one at a time: the kill lands while seed 1 is left
     env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
     process = subprocess.Popen(
         [sys.executable, "-m", "vai.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
