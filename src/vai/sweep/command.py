@@ -76,13 +76,15 @@ class Progress:
         state = "evaluating" if frames >= self.plan.rl["train_steps"] * _repeat(key.task) else "training"
         return f"  {key.name}: {state}, {frames:,.0f} frames, last episode return {float(row['return']):.0f}"
 
-    def running(self, jobs: list[tuple[str, Any]]) -> None:
-        """A line per running job, at most every ``every`` seconds."""
+    def running(self, jobs: list[tuple[str, Any]], queued: int) -> None:
+        """A line per running job and one of counts, at most every ``every`` seconds."""
         if time.monotonic() - self.last < self.every:
             return
         self.last = time.monotonic()
         for kind, item in jobs:
             self.log(f"  {item}: vision stages" if kind == "vision" else self.run_line(item))
+        finished = sum(self.sweep.run_result(key).is_file() for key in self.plan.runs())
+        self.log(f"  {finished} of {len(self.plan.runs())} runs finished, {len(jobs)} running, {queued} queued")
 
     def finished(self, key: RunKey, result: dict[str, Any], summary: dict[str, Any]) -> None:
         returns = ", ".join(
@@ -184,7 +186,9 @@ def run_sweep(
                 done, _ = concurrent.futures.wait(
                     running, timeout=min(progress_every, 30), return_when="FIRST_COMPLETED"
                 )
-                progress.running([(kind, item) for kind, item, _slot in running.values()])
+                progress.running(
+                    [(kind, item) for kind, item, _slot in running.values()], len(queue_vision) + len(order)
+                )
                 for future in done:
                     kind, item, slot = running.pop(future)
                     slots.append(slot)
