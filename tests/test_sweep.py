@@ -95,9 +95,15 @@ def test_the_table_has_every_run_over_training_seeds(sweep_dir):
     assert table["vision"][TASK]["keypoints"] == 12 and "adapter" in table["vision"][TASK]["mask_iou"]["train"]
     assert (sweep_dir / "bars.png").stat().st_size > 0
     assert (sweep_dir / ".gitignore").read_text().splitlines()[1:] == ["runs/", "logs/", ".vai.lock"]
-    # vai runs see through the task's one adapter; the baselines none.
+    # vai runs see through the task's one adapter, and their results name it; the baselines none.
     config = json.loads((sweep_dir / "runs" / TASK / "vai-seed1" / "config.json").read_text())
     assert Path(config["adapter"]) == sweep_dir / "runs" / TASK / "adapter.safetensors"
+    adapter = table["vision"][TASK]["adapter_sha256"]
+    for seed in (0, 1):
+        for algorithm, seen in (("vai", adapter), ("sac", None)):
+            result = json.loads((sweep_dir / "results" / f"{TASK}-{algorithm}-seed{seed}.json").read_text())
+            assert result["adapter_sha256"] == seen
+    assert table["other_adapter"] == [] and "another adapter" not in text
 
 
 def test_a_finished_sweep_is_reused_and_other_settings_are_refused(sweep_dir, data_dir):

@@ -101,6 +101,7 @@ def vision_job(
 
     def work() -> dict[str, Any]:
         from vai.atomic import write_json_atomic
+        from vai.data.store import sha256_file
         from vai.pipeline import timed_stages, vision_stages
         from vai.tasks import KEYPOINTS
         from vai.vision.stages import adapter_backgrounds
@@ -117,6 +118,7 @@ def vision_job(
             "seed": context.seed,
             "keypoints": KEYPOINTS[task],
             "adapter_backgrounds": adapter_backgrounds(context.run),
+            "adapter_sha256": sha256_file(context.run.adapter),
             "seconds": seconds,
             "mask_iou": {
                 mode: {source: round(scores["iou"], 4) for source, scores in by_source.items()}
@@ -168,6 +170,23 @@ class WallClock:
         write_json_atomic(self.totals, self.path)
 
 
+def _adapter_seen(out, adapter: Path | None) -> str | None:
+    """The sha256 of the adapter the run in ``out`` sees, recorded when it starts (``adapter.sha256``
+    in its directory), so that its result names the adapter it trained with, even after the task's
+    vision stages ran again (a sweep continued on another machine); None for algorithms without one."""
+    from vai.data.store import sha256_file
+
+    if adapter is None:
+        return None
+    record = out.path / "adapter.sha256"
+    if not out.checkpoint.is_file() or not record.is_file():  # a new run sees the adapter there is now
+        from vai.atomic import write_text_atomic
+
+        out.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(sha256_file(adapter) + "\n", record)
+    return record.read_text().strip()
+
+
 def run_job(
     sweep_path: str, record: dict[str, Any], key: RunKey, device: str, threads: int, data_dir=None
 ) -> dict[str, Any]:
@@ -178,6 +197,7 @@ def run_job(
 
     def work() -> dict[str, Any]:
         from vai.atomic import write_json_atomic
+        from vai.rl.algorithms import algorithm_spec
         from vai.rl.checkpoint import load_agent
         from vai.rl.evaluate import evaluate
         from vai.rl.stages import train_stage
@@ -186,6 +206,7 @@ def run_job(
         context = _context(sweep, key.task, key.seed, device, data_dir)
         _, preset = presets(record)
         out = context.run.agent(key.algorithm, key.seed)
+        seen = _adapter_seen(out, context.run.adapter if algorithm_spec(key.algorithm).adapter else None)
         clock = WallClock(out.path)
         clock.start("train")
         trained = train_stage(context, preset, algorithm=key.algorithm, resume=out.checkpoint.is_file(), progress=False)
@@ -222,6 +243,7 @@ def run_job(
                 if result.skipped
             },
             "action_repeat": get_task(key.task).action_repeat,
+            "adapter_sha256": seen,
             "machine": machine(device, threads),
         }
         write_json_atomic(summary, sweep.run_result(key))

@@ -106,6 +106,13 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
         for task in record["tasks"]
         for mode in record["modes"][task]
     }
+    vision = read_vision(sweep, record)
+    other_adapter = [
+        key.name
+        for key, result in results.items()
+        if result.get("adapter_sha256")
+        and vision.get(key.task, {}).get("adapter_sha256") not in (None, result["adapter_sha256"])
+    ]
     return {
         "command": command,
         "settings": {key: record[key] for key in ("tasks", "algorithms", "seeds", "preset", "overrides", "modes")},
@@ -117,7 +124,8 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
         "planned": len(record["tasks"]) * len(record["algorithms"]) * seeds,
         "cells": cells,
         "aggregate": overall,
-        "vision": read_vision(sweep, record),
+        "vision": vision,
+        "other_adapter": other_adapter,
         "evaluation_seeds": evaluation_seeds,
         "not_evaluated": not_evaluated,
         "runs": runs,
@@ -194,6 +202,11 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"- {task}: {vision['keypoints']} keypoints, seed {vision['seed']}; adapter mask IoU against ground "
                 f"truth: {iou}; stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in vision["seconds"].items())
             )
+    if summary.get("other_adapter"):
+        lines.append(
+            "- These runs trained with another adapter than their task's vision record names (its vision stages "
+            "ran again after they started): " + ", ".join(summary["other_adapter"])
+        )
     lines += [
         "",
         "Evaluation seeds: "
