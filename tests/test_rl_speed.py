@@ -88,7 +88,7 @@ def paper_updates(updates: int = 4) -> dict[str, list[float]]:
     agent = SACAgent("vai", (9, 100, 100), 6, preset, (4, 4), seeded_adapter(1), "cpu", seed=1)
     buffer = ReplayBuffer(64, (3, 100, 100), 6, seed=1)
     rng = np.random.default_rng(1)
-    for episode in range(2):
+    for _episode in range(2):
         buffer.start_episode(rng.integers(0, 256, (3, 100, 100), dtype=np.uint8))
         for _ in range(20):
             frame = rng.integers(0, 256, (3, 100, 100), dtype=np.uint8)
