@@ -301,10 +301,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.against:
             tree = Path(folder) / "against"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
-                           check=True, capture_output=True)
-            label = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True,
-                                   capture_output=True, text=True).stdout.strip()
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
+                check=True,
+                capture_output=True,
+            )
+            label = subprocess.run(
+                ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+            ).stdout.strip()
             sources = {f"{args.against} ({label})": tree / "src", **sources}
         try:
             results: dict[str, list[dict]] = {name: [] for name in sources}
@@ -312,19 +316,24 @@ def main() -> None:
                 for name, src in sources.items():
                     result = run_worker(src, args)
                     results[name].append(result)
-                    print(f"[{repeat + 1}/{args.repeats}] {name}: {result['steps_per_second']:.1f} agent steps/s",
-                          flush=True)
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] {name}: {result['steps_per_second']:.1f} agent steps/s",
+                        flush=True,
+                    )
         finally:
             if args.against:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True
+                )
     import platform
 
     import torch
 
-    print(f"\n{args.task}, quick preset, vai: {args.init} random steps, then {args.steps} timed; medians of "
-          f"{args.repeats}; torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"\n{args.task}, quick preset, vai: {args.init} random steps, then {args.steps} timed; medians of "
+        f"{args.repeats}; torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores"
+    )
     reports = {name: median_report(values) for name, values in results.items()}
     print_table(reports)
     if len(reports) == 2:

@@ -71,8 +71,9 @@ def concurrent(args: argparse.Namespace, count: int) -> list[float]:
     """Agent steps per second of each of ``count`` processes timing the loop at once."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--device", args.device]
     command += ["--preset", args.preset, "--task", args.task, "--steps", str(args.steps), "--init", str(args.init)]
-    workers = [subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE, text=True) for seed in
-               range(count)]
+    workers = [
+        subprocess.Popen(command + ["--seed", str(seed)], stdout=subprocess.PIPE, text=True) for seed in range(count)
+    ]
     rates = []
     for worker in workers:
         out, _ = worker.communicate()
@@ -124,8 +125,10 @@ def describe(device: torch.device) -> str:
         card, cuda = cpu_name(), ""
     import mujoco
 
-    return (f"{card}; {os.cpu_count()} CPU cores; torch {torch.__version__}{cuda}; mujoco {mujoco.__version__}; "
-            f"python {platform.python_version()}; {torch.get_num_threads()} torch threads")
+    return (
+        f"{card}; {os.cpu_count()} CPU cores; torch {torch.__version__}{cuda}; mujoco {mujoco.__version__}; "
+        f"python {platform.python_version()}; {torch.get_num_threads()} torch threads"
+    )
 
 
 def main() -> None:
@@ -152,14 +155,20 @@ def main() -> None:
     print(f"vai, {args.preset} preset, {args.task}", flush=True)
     step = one_run(args, device)
     hours = PAPER_STEPS * step / 1000 / 3600
-    print(f"one run: {step:.2f} ms per agent step ({1000 / step:.1f} agent steps/s); "
-          f"{PAPER_STEPS:,} agent steps in {hours:.2f} h", flush=True)
+    print(
+        f"one run: {step:.2f} ms per agent step ({1000 / step:.1f} agent steps/s); "
+        f"{PAPER_STEPS:,} agent steps in {hours:.2f} h",
+        flush=True,
+    )
     for count in args.runs:
         rates = concurrent(args, count)
         total = sum(rates)
         table = TABLE_TASKS * PAPER_STEPS / total / 3600
-        print(f"{count} runs at once: {total:.1f} agent steps/s in all ({', '.join(f'{r:.1f}' for r in rates)}); "
-              f"the {TABLE_TASKS}-task table in {table:.1f} h", flush=True)
+        print(
+            f"{count} runs at once: {total:.1f} agent steps/s in all ({', '.join(f'{r:.1f}' for r in rates)}); "
+            f"the {TABLE_TASKS}-task table in {table:.1f} h",
+            flush=True,
+        )
     eager, compiled = update_figures(args, device)
     print(f"update alone: eager {eager:.2f} ms, compiled {compiled}", flush=True)
     print(f"one render: {render_ms(args, device):.2f} ms", flush=True)

@@ -51,8 +51,24 @@ def run_script(name: str, *arguments: str) -> str:
 
 def test_gpu_speed_prints_every_figure_at_toy_sizes():
     out = run_script(
-        "gpu_speed.py", "--device", "cpu", "--preset", "quick", "--task", "cartpole_balance", "--init", "10",
-        "--steps", "3", "--updates", "1", "--repeats", "1", "--runs", "1", "--no-compile",
+        "gpu_speed.py",
+        "--device",
+        "cpu",
+        "--preset",
+        "quick",
+        "--task",
+        "cartpole_balance",
+        "--init",
+        "10",
+        "--steps",
+        "3",
+        "--updates",
+        "1",
+        "--repeats",
+        "1",
+        "--runs",
+        "1",
+        "--no-compile",
     )
     for figure in ("torch", "one run:", "1 runs at once:", "update alone:", "one render:", "adapter on one frame:"):
         assert figure in out
