@@ -136,7 +136,7 @@ def aggregate(
     return results
 
 
-def _number_format(values: Iterable[float]) -> str:
+def number_format(values: Iterable[float]) -> str:
     """Whole numbers for returns; two decimals when every value is small (success rates in 0..1)."""
     return "{:.0f}" if any(abs(value) > 10 for value in values) else "{:.2f}"
 
@@ -153,13 +153,13 @@ def markdown_table(
     lines = [f"### {title}", "", "| task | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
     for task, by_mode in returns.items():
         stats = {mode: summary(by_mode[mode]) for mode in modes if mode in by_mode}
-        number = _number_format(stat["mean"] for stat in stats.values())
+        number = number_format(stat["mean"] for stat in stats.values())
         cell = f"{number} ± {number}"
         cells = [cell.format(stats[m]["mean"], stats[m]["std"]) if m in stats else "—" for m in modes]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     if returns:
         overall = aggregate(returns, rng=np.random.default_rng(0) if rng is None else rng)
-        number = _number_format(result["iqm"] for result in overall.values())
+        number = number_format(result["iqm"] for result in overall.values())
         cell = f"{number} [{number}, {number}]"
         cells = [cell.format(overall[m]["iqm"], overall[m]["low"], overall[m]["high"]) for m in modes]
         lines.append("| IQM (95% CI) | " + " | ".join(cells) + " |")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vai.rl.stats import aggregate, seed_list
+from vai.rl.stats import aggregate, number_format, seed_list, summary
 from vai.sweep.plan import RunKey, SweepDir
 
 
@@ -60,8 +60,9 @@ def scores(
 
 
 def _cell(values: np.ndarray, seeds: int) -> dict[str, Any]:
-    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return {"mean": float(values.mean()), "std": std, "seeds": int(values.size), "of": seeds, "scores": values.tolist()}
+    """A table cell: mean and std over the training seeds' scores, as ``vai.rl.stats.summary`` gives them."""
+    stats = summary(values[:, None])
+    return {"mean": stats["mean"], "std": stats["std"], "seeds": stats["seeds"], "of": seeds, "scores": values.tolist()}
 
 
 def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = None) -> dict[str, Any]:
@@ -133,8 +134,9 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
 
 
 def _numbers(*values: float) -> list[str]:
-    """Values in one format, chosen by the first: whole numbers for returns, two decimals for rates."""
-    pattern = "{:.0f}" if abs(values[0]) > 10 else "{:.2f}"
+    """Values in one format, chosen by the first (``vai.rl.stats.number_format``): whole numbers for
+    returns, two decimals for rates."""
+    pattern = number_format(values[:1])
     return [pattern.format(value) for value in values]
 
 
