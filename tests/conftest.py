@@ -18,6 +18,16 @@ import vai  # noqa: F401  (chooses the GL backend before anything imports MuJoCo
 DATA_ENV_VAR = "VAI_TEST_DATA"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker gets its share of the cores as OpenMP threads (torch's and those of
+    the ``vai`` processes the tests start), unless ``OMP_NUM_THREADS`` is set already. Two workers that
+    each run torch on every core spend about half their CPU time spinning against each other.
+    Runs before the test modules are imported, so torch reads the setting when it loads."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def shared_data_dir() -> Path:
     """``$VAI_TEST_DATA``, else ``$VAI_DATA_DIR``, else the data beside the checkout (``../shared/data``)."""
     for variable in (DATA_ENV_VAR, "VAI_DATA_DIR"):
