@@ -5,13 +5,15 @@ they were before any of the speed-ups (``python tests/test_rl_speed.py --record 
 commit's ``src`` on ``PYTHONPATH`` writes it): a short `quick` training run on cartpole_balance and a
 few updates of the `paper` networks. The runs here must give the same parameters within float
 tolerance, and the loop must give the same bits whether the environment steps on its own thread
-or on the loop's.
+or on the loop's. Both run torch on one thread, as they were recorded: how many threads share a
+convolution changes the order of its sums, and so the last bits of every parameter.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import tempfile
 from dataclasses import replace
@@ -45,6 +47,21 @@ def seeded_adapter(seed: int = 0) -> AttentionAdapter:
     return adapter.eval()
 
 
+def on_one_thread(function):
+    """``function`` run with torch on one thread (the recorded runs' setting), the count restored after."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
 def digest(agent: SACAgent, buffer: ReplayBuffer | None = None) -> dict[str, list[float]]:
     """Per tensor of the agent: its sum (float64) and its first three values; the replay's frame sum."""
     out = {}
@@ -57,6 +74,7 @@ def digest(agent: SACAgent, buffer: ReplayBuffer | None = None) -> dict[str, lis
     return out
 
 
+@on_one_thread
 def quick_run(directory: Path, threaded: bool) -> dict[str, list[float]]:
     """A short run of the `quick` preset's loop on cartpole_balance (vai): 40 random steps, then 30
     steps with an update each (actor, target and heads on their schedules)."""
@@ -82,6 +100,7 @@ def quick_run(directory: Path, threaded: bool) -> dict[str, list[float]]:
     return digest(agent, buffer)
 
 
+@on_one_thread
 def paper_updates(updates: int = 4) -> dict[str, list[float]]:
     """``updates`` updates of the `paper` networks (vai, adapter per crop) on a replay of random frames."""
     preset = replace(get_rl_preset("paper"), batch_size=8)
