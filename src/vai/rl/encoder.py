@@ -66,8 +66,14 @@ class PixelEncoder(nn.Module):
         # Channels-last (NHWC) convolutions, as the vision networks train; flatten() below still
         # orders the features (C, H, W), so the projection's weights mean the same in either layout.
         hidden = channels_last(images)
+        last = len(self.convs) - 1
         for index, layer in enumerate(self.convs):
-            hidden = torch.relu(layer(hidden))
+            hidden = layer(hidden)
+            if index == last:
+                # (C, H, W) order here, before the ReLU, which flatten() needs anyway: the ReLU and
+                # its gradient then run on one layout with the projection's gradient.
+                hidden = hidden.contiguous()
+            hidden = torch.relu(hidden)
             if detach_shared and index == len(self._shared) - 1:
                 hidden = hidden.detach()
         return hidden.flatten(1)
