@@ -302,6 +302,8 @@ def recorded_config(out: AgentDir) -> dict[str, Any]:
 def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> None:
     """``out``'s config.json: the resolved settings; a resumed run keeps its first call's record,
     with the settings it may change."""
+    import torch
+
     from vai.atomic import write_json_atomic
 
     agent, context = start.agent, start.context
@@ -320,7 +322,7 @@ def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> Non
             "preset": dataclasses.asdict(agent.preset),
             "action_repeat": get_task(context.task).action_repeat,
             **sizes,
-            "torch": _torch_version(),
+            "torch": torch.__version__,
             "python": platform.python_version(),
         }
     out.path.mkdir(parents=True, exist_ok=True)
@@ -550,9 +552,3 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(out.results_table.read_text(), end="")
     print(f"wrote {out.results}")
     return 0
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
