@@ -623,6 +623,16 @@ def test_paper_runs_the_adapter_on_each_crop_as_vai_and_quick_on_stored_frames(t
     assert load_agent(path)[0].preset.adapter_per_crop
 
 
+def test_paper_draws_adapt_aug_noise_afresh_and_checkpoints_older_than_the_setting_keep_the_bank(tmp_path):
+    assert not get_rl_preset("paper").adapt_noise_bank and get_rl_preset("quick").adapt_noise_bank
+    path = save_checkpoint(make_agent("vai"), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
+    assert not load_agent(path)[0].preset.adapt_noise_bank
+    payload = torch.load(path, weights_only=True)
+    del payload["preset"]["adapt_noise_bank"]  # older code took its CPU noise from the bank
+    torch.save(payload, tmp_path / "older.pt")
+    assert load_agent(tmp_path / "older.pt")[0].preset.adapt_noise_bank
+
+
 def test_checkpoints_naming_their_pad_heads_in_comma_separated_text_load_them_as_a_tuple(tmp_path):
     path = save_checkpoint(make_agent(), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
     payload = torch.load(path, weights_only=True)

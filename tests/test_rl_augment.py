@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from vai.presets.rl import get_rl_preset
+from vai.rl.algorithms import algorithm_spec
 from vai.rl.augment import (
     adapt_aug,
     paint_boxes,
@@ -12,6 +16,8 @@ from vai.rl.augment import (
     random_shift,
     standard_normal,
 )
+from vai.rl.observe import ObservationPipeline
+from vai.vision.adapter import AttentionAdapter
 
 
 def coordinates(batch: int, frames: int = 3, size: int = 100) -> torch.Tensor:
@@ -136,3 +142,17 @@ def test_noise_from_a_bank_is_a_window_of_it_at_a_random_offset():
         torch.full((4, 9, 84, 84), 0.5), 0, 0.005, generator, noise_bank=torch.randn(4 * 9 * 84 * 84 * 2)
     )
     assert 0.003 < (banked - 0.5).std() < 0.007
+
+
+@pytest.mark.parametrize("name, banked", [("quick", True), ("paper", False)])
+def test_adapt_aug_noise_comes_from_the_bank_only_where_the_preset_asks(name, banked):
+    preset = replace(get_rl_preset(name), adapt_boxes=0, adapt_noise=1.0)
+    observe = ObservationPipeline(algorithm_spec("vai"), preset, AttentionAdapter(channels=4))
+    view = torch.zeros(preset.batch_size, 9, 6, 6)
+    noise = observe.augment(view, torch.Generator().manual_seed(3)).flatten()
+    assert noise.std() > 0.5  # noise was added
+    bank = observe._bank_for(view)
+    assert (bank is not None) == banked
+    if banked:  # a window of the bank; fresh noise would not be in it
+        offset = int(torch.nonzero(bank == noise[0])[0])
+        assert torch.equal(bank[offset : offset + noise.numel()], noise)

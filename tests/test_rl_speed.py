@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import vai
-from vai.presets.rl import get_rl_preset
+from vai.presets.rl import RLPreset, get_rl_preset
 from vai.rl.envthread import EnvThread
 from vai.rl.logger import RunLogger
 from vai.rl.loop import Trainer
@@ -100,10 +100,15 @@ def quick_run(directory: Path, threaded: bool) -> dict[str, list[float]]:
     return digest(agent, buffer)
 
 
+RECORDED_NOISE = {"adapt_noise_bank": True} if hasattr(RLPreset, "adapt_noise_bank") else {}
+"""The reference's paper updates took adapt_aug's noise from the CPU's bank, which code older than
+the setting always did; --record with such code's src leaves the setting out."""
+
+
 @on_one_thread
 def paper_updates(updates: int = 4) -> dict[str, list[float]]:
     """``updates`` updates of the `paper` networks (vai, adapter per crop) on a replay of random frames."""
-    preset = replace(get_rl_preset("paper"), batch_size=8)
+    preset = replace(get_rl_preset("paper"), batch_size=8, **RECORDED_NOISE)
     agent = SACAgent("vai", (9, 100, 100), 6, preset, (4, 4), seeded_adapter(1), "cpu", seed=1)
     buffer = ReplayBuffer(64, (3, 100, 100), 6, seed=1)
     rng = np.random.default_rng(1)

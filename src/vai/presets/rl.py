@@ -131,6 +131,11 @@ class RLPreset:
     """Largest box side in px at full resolution (VAI: 5)."""
     adapt_noise: float = setting(0.005, minimum=0)
     """VAI's adapt_aug: std of the Gaussian noise added to every pixel, with no clamp after (VAI: 0.005)."""
+    adapt_noise_bank: bool = False
+    """On a CPU, adapt_aug's noise is a window at a random offset of a fixed bank of N(0, 1) values
+    (:data:`vai.rl.observe.NOISE_BANK_VIEWS` training batches' worth, made once from a fixed seed):
+    every value is N(0, 1) but the windows of different passes overlap. Drawing a million normals per
+    encoder pass costs a CPU milliseconds; a GPU always draws afresh (VAI: off, fresh noise every pass)."""
     adapt_aug_when_acting: bool = True
     """adapt_aug also when the agent acts in training and in the evaluations during training, as every
     pass through VAI's encoder augments (VAI: on); ``vai eval`` never augments (VAI's ``eval.py``)."""
@@ -181,6 +186,7 @@ RL_PRESETS: dict[str, RLPreset] = {
         checkpoint_every=625,
         test_seeds=2,
         test_episodes=1,
+        adapt_noise_bank=True,
     ),
 }
 """``paper``: VAI's settings for a GPU. ``quick``: the same algorithm sized for a 2-core CPU and a few

@@ -63,8 +63,9 @@ def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu", with
 
     payload = read_checkpoint(path)
     try:
-        # A checkpoint from before ``adapter_per_crop`` existed stored adapted frames (the stored form).
-        preset = RLPreset(**{"adapter_per_crop": False, **payload["preset"]})
+        # A checkpoint from before ``adapter_per_crop`` existed stored adapted frames (the stored form);
+        # one from before ``adapt_noise_bank`` took its CPU noise from the bank.
+        preset = RLPreset(**{"adapter_per_crop": False, "adapt_noise_bank": True, **payload["preset"]})
         adapter = AttentionAdapter(**payload["adapter_config"]) if payload["adapter_config"] else None
         agent = SACAgent(
             payload["algorithm"],

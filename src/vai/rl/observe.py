@@ -51,8 +51,9 @@ DRQ_PAD = 4
 """DrQ's shift in pixels at full resolution."""
 
 NOISE_BANK_VIEWS = 4
-"""On a CPU, adapt_aug's Gaussian noise comes from a bank of this many training batches' worth of
-N(0, 1) values, made once from a fixed seed (:func:`vai.rl.augment.standard_normal`)."""
+"""With the preset's ``adapt_noise_bank``, on a CPU, adapt_aug's Gaussian noise comes from a bank of
+this many training batches' worth of N(0, 1) values, made once from a fixed seed
+(:func:`vai.rl.augment.standard_normal`)."""
 
 
 class ObservationPipeline(nn.Module):
@@ -72,7 +73,7 @@ class ObservationPipeline(nn.Module):
         """Side of the views the encoder sees."""
         self.batch_size = preset.batch_size
         self.boxes, self.box_std, self.box_max = preset.adapt_boxes, preset.adapt_box_std, preset.adapt_box_max
-        self.noise = preset.adapt_noise
+        self.noise, self.noise_bank = preset.adapt_noise, preset.adapt_noise_bank
         self.adapter = adapter.eval().requires_grad_(False) if adapter is not None else None
         self._noise_bank: torch.Tensor | None = None
 
@@ -141,11 +142,11 @@ class ObservationPipeline(nn.Module):
         )
 
     def _bank_for(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The CPU's noise bank, made from a fixed seed when first needed, sized for training batches
-        whatever view comes first (one acting stack or a batch), so a resumed run draws from the
-        same bank; made again only for a view larger than a batch. None on a GPU, where fresh
-        noise costs nothing."""
-        if images.device.type != "cpu" or self.noise <= 0:
+        """The CPU's noise bank (``adapt_noise_bank``), made from a fixed seed when first needed, sized
+        for training batches whatever view comes first (one acting stack or a batch), so a resumed run
+        draws from the same bank; made again only for a view larger than a batch. None without the
+        setting and on a GPU, where fresh noise costs nothing: adapt_aug then draws afresh."""
+        if not self.noise_bank or images.device.type != "cpu" or self.noise <= 0:
             return None
         batch_view = self.batch_size * images[0].numel()
         if self._noise_bank is None or self._noise_bank.numel() < images.numel():
