@@ -116,21 +116,19 @@ def paint_boxes(
 ) -> None:
     """Paint boxes (B, K) at ``top``, ``left`` of ``side`` (B, K, 2) rows x columns in ``colour``
     (B, K, 3) into every frame of ``images`` (B, 3F, H, W, contiguous), in place; sides are at most
-    ``box_max``. Where boxes overlap, the later box wins. Only the boxes' pixels are touched: each box
-    is listed as a ``box_max`` x ``box_max`` grid of pixel indices, the positions past its side
-    repeating its last row and column, so the work grows with the boxes' area, not the image's, and
+    ``box_max``. Where boxes overlap, the later box wins: box k is painted after box k - 1. Only the
+    boxes' pixels are touched: each box is listed as a ``box_max`` x ``box_max`` grid of pixel
+    indices, the positions past its side repeating its last row and column (a pixel listed twice
+    takes the same colour twice), so the work grows with the boxes' area, not the image's, and
     nothing waits on the device."""
     batch, channels, height, width = images.shape
-    boxes = top.shape[1]
     offsets = torch.arange(box_max, device=images.device)
     rows = top[..., None] + torch.minimum(offsets, side[..., 0:1] - 1)  # (B, K, box_max)
     cols = left[..., None] + torch.minimum(offsets, side[..., 1:2] - 1)
-    pixels = (rows[..., :, None] * width + cols[..., None, :]).reshape(batch, -1)  # (B, K * box_max²)
-    order = torch.arange(1, boxes + 1, device=images.device).repeat_interleave(box_max * box_max)
-    # The last box covering each pixel (0: none); a pixel listed twice gets the same colour twice.
-    last = torch.zeros(batch, height * width, dtype=torch.long, device=images.device)
-    last.scatter_reduce_(1, pixels, order.expand(batch, -1), reduce="amax")
-    winner = last.gather(1, pixels) - 1  # (B, K * box_max²), in 0 .. K - 1
-    painted = colour.gather(1, winner[..., None].expand(-1, -1, 3))  # (B, K * box_max², 3)
-    flat = images.view(batch, channels // 3, 3, height * width)
-    flat[torch.arange(batch, device=images.device)[:, None], :, :, pixels] = painted[:, :, None, :].to(images.dtype)
+    pixels = (rows[..., :, None] * width + cols[..., None, :]).flatten(2)  # (B, K, box_max²)
+    # Channel 3f + c of every frame f takes colour component c.
+    colours = colour.to(images.dtype).repeat(1, 1, channels // 3)  # (B, K, 3F)
+    flat = images.view(batch, channels, height * width)
+    for box in range(top.shape[1]):
+        index = pixels[:, box, None, :].expand(batch, channels, -1)
+        flat.scatter_(2, index, colours[:, box, :, None].expand_as(index))
