@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_speed.py                              # the checkout's code
     python benchmarks/cpu_speed.py --against main --repeats 3   # and another commit's, taking turns
+    python benchmarks/cpu_speed.py --threads 2 1                # the checkout on 2, then 1 torch thread
 
 The loop is the real one: ``vai.rl.stages.train_stage`` on ``--task`` (default cartpole_balance) with
 the ``quick`` RL preset and the ``vai`` algorithm, an untrained attention adapter in front (a trained
@@ -11,9 +12,10 @@ after the random phase is left out, so the figure is the steady state; the final
 ``--evaluate`` the evaluations at the start and the end) are timed on their own, per call, outside
 the steps.
 
-Each measurement runs in a fresh process; with ``--against REV`` the other commit's ``src`` is
-checked out into a temporary ``git worktree`` and this same script measures it there, the two
-taking turns ``--repeats`` times so that a busy moment of the machine hits both alike. It prints
+Each measurement runs in a fresh process; with ``--against REV [REV ...]`` each other commit's ``src``
+is checked out into a temporary ``git worktree`` and this same script measures it there, and with
+``--threads N [N ...]`` each commit runs with each torch thread count (``OMP_NUM_THREADS``); all take
+turns ``--repeats`` times so that a busy moment of the machine hits each alike. It prints
 the medians: agent steps per second and, per part, milliseconds per agent step (a part inside
 another is indented under it; ``env`` is the environment's own step, which overlaps the loop when
 it runs on a thread of its own, ``env wait`` is what the loop waits for it).
@@ -227,9 +229,11 @@ def _env_class():
     raise RuntimeError("no environment class with step() in vai.envs.base")
 
 
-def run_worker(src: Path, args: argparse.Namespace) -> dict:
-    """A measurement of the code in ``src`` in a fresh process."""
+def run_worker(src: Path, args: argparse.Namespace, threads: int | None = None) -> dict:
+    """A measurement of the code in ``src`` in a fresh process (with ``threads``: OMP_NUM_THREADS)."""
     env = dict(os.environ, PYTHONPATH=str(src), MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--task", args.task]
     command += ["--init", str(args.init), "--steps", str(args.steps), "--seed", str(args.seed)]
     command += ["--evaluate"] if args.evaluate else []
@@ -288,7 +292,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="agent steps timed after them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each commit, taking turns")
-    parser.add_argument("--against", metavar="REV", help="also measure this commit, side by side")
+    parser.add_argument(
+        "--against", metavar="REV", nargs="+", default=[], help="also measure these commits, side by side"
+    )
+    parser.add_argument(
+        "--threads",
+        metavar="N",
+        type=int,
+        nargs="+",
+        default=[],
+        help="measure each commit with each of these torch thread counts (OMP_NUM_THREADS), side by side",
+    )
     parser.add_argument("--evaluate", action="store_true", help="also time the evaluations at the start and end")
     parser.add_argument("--json", metavar="FILE", help="write every measurement here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -297,31 +311,39 @@ def main() -> None:
         print(json.dumps(measure(args.task, args.init, args.steps, args.seed, args.evaluate)))
         return
 
-    sources = {"this checkout": ROOT / "src"}
+    sources = {}
+    trees = []
     with tempfile.TemporaryDirectory() as folder:
-        if args.against:
-            tree = Path(folder) / "against"
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
-                check=True,
-                capture_output=True,
-            )
-            label = subprocess.run(
-                ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-            sources = {f"{args.against} ({label})": tree / "src", **sources}
         try:
-            results: dict[str, list[dict]] = {name: [] for name in sources}
+            for index, revision in enumerate(args.against):
+                tree = Path(folder) / f"against-{index}"
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
+                    check=True,
+                    capture_output=True,
+                )
+                trees.append(tree)
+                label = subprocess.run(
+                    ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+                ).stdout.strip()
+                sources[revision if revision == label else f"{revision} ({label})"] = tree / "src"
+            sources["this checkout"] = ROOT / "src"
+            runs = {
+                (f"{name}, {threads} thread{'s' * (threads != 1)}" if threads else name): (src, threads)
+                for name, src in sources.items()
+                for threads in args.threads or [None]
+            }
+            results: dict[str, list[dict]] = {name: [] for name in runs}
             for repeat in range(args.repeats):
-                for name, src in sources.items():
-                    result = run_worker(src, args)
+                for name, (src, threads) in runs.items():
+                    result = run_worker(src, args, threads)
                     results[name].append(result)
                     print(
                         f"[{repeat + 1}/{args.repeats}] {name}: {result['steps_per_second']:.1f} agent steps/s",
                         flush=True,
                     )
         finally:
-            if args.against:
+            for tree in trees:
                 subprocess.run(
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True
                 )
@@ -336,9 +358,12 @@ def main() -> None:
     )
     reports = {name: median_report(values) for name, values in results.items()}
     print_table(reports)
-    if len(reports) == 2:
-        old, new = reports.values()
-        print(f"speed-up: {new['steps_per_second'] / old['steps_per_second']:.2f}x")
+    if len(reports) > 1:
+        first, *_ = reports.values()
+        for name, report in list(reports.items())[1:]:
+            print(
+                f"{name} against {next(iter(reports))}: {report['steps_per_second'] / first['steps_per_second']:.2f}x"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -74,7 +74,10 @@ def test_gpu_speed_prints_every_figure_at_toy_sizes():
         assert figure in out
 
 
-def test_cpu_speed_prints_the_loops_parts():
-    out = run_script("cpu_speed.py", "--init", "10", "--steps", "3", "--repeats", "1")
+def test_cpu_speed_prints_the_loops_parts_for_each_thread_count():
+    out = run_script("cpu_speed.py", "--init", "10", "--steps", "3", "--repeats", "1", "--threads", "1", "2")
     for part in ("agent steps/s", "env wait", "act", "update", "critic", "checkpoint ms per call"):
         assert part in out
+    assert "this checkout, 2 threads against this checkout, 1 thread:" in out
+    threads = next(line for line in out.splitlines() if line.startswith("torch threads")).split()[2:]
+    assert threads == ["1", "2"]  # each measurement ran with the thread count it is labelled with
