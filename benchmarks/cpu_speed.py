@@ -358,12 +358,9 @@ def main() -> None:
     )
     reports = {name: median_report(values) for name, values in results.items()}
     print_table(reports)
-    if len(reports) > 1:
-        first, *_ = reports.values()
-        for name, report in list(reports.items())[1:]:
-            print(
-                f"{name} against {next(iter(reports))}: {report['steps_per_second'] / first['steps_per_second']:.2f}x"
-            )
+    (first_name, first), *others = reports.items()
+    for name, report in others:
+        print(f"{name} against {first_name}: {report['steps_per_second'] / first['steps_per_second']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
