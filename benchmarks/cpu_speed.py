@@ -24,6 +24,7 @@ it runs on a thread of its own, ``env wait`` is what the loop waits for it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +113,7 @@ def measure(task: str, init: int, steps: int, seed: int, evaluations: bool) -> d
     from vai.rl.loop import Trainer
     from vai.vision.adapter import AttentionAdapter, save_adapter
 
-    keep_freed_memory()  # as the vai command does
+    keep_freed_memory()  # as the vai command does (and its OpenMP wait policy: main() sets it before torch loads)
     timers = Timers()
     for path, method, name in PARTS:
         owner = _resolve(path)
@@ -243,6 +245,35 @@ def run_worker(src: Path, args: argparse.Namespace, threads: int | None = None) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def checkouts(revisions: list[str]) -> Iterator[dict[str, Path]]:
+    """The ``src`` folder of each commit in ``revisions`` (checked out into temporary ``git worktree``s,
+    removed after the block), then this checkout's; keyed by label (``REV (short hash)``)."""
+    sources = {}
+    trees = []
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            for index, revision in enumerate(revisions):
+                tree = Path(folder) / f"against-{index}"
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
+                    check=True,
+                    capture_output=True,
+                )
+                trees.append(tree)
+                label = subprocess.run(
+                    ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+                ).stdout.strip()
+                sources[revision if revision == label else f"{revision} ({label})"] = tree / "src"
+            sources["this checkout"] = ROOT / "src"
+            yield sources
+        finally:
+            for tree in trees:
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True
+                )
+
+
 def median_report(results: list[dict]) -> dict:
     names = {name for result in results for name in result["parts_ms_per_step"]}
     calls = {name for result in results for name in result["per_call_ms"]}
@@ -308,44 +339,27 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        with contextlib.suppress(ImportError):  # code older than vai.threads spins as it always did
+            from vai.threads import wait_passively
+
+            wait_passively()  # as the vai command does, before torch loads
         print(json.dumps(measure(args.task, args.init, args.steps, args.seed, args.evaluate)))
         return
 
-    sources = {}
-    trees = []
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            for index, revision in enumerate(args.against):
-                tree = Path(folder) / f"against-{index}"
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
-                    check=True,
-                    capture_output=True,
-                )
-                trees.append(tree)
-                label = subprocess.run(
-                    ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
-                ).stdout.strip()
-                sources[revision if revision == label else f"{revision} ({label})"] = tree / "src"
-            sources["this checkout"] = ROOT / "src"
-            runs = {
-                (f"{name}, {threads} thread{'s' * (threads != 1)}" if threads else name): (src, threads)
-                for name, src in sources.items()
-                for threads in args.threads or [None]
-            }
-            results: dict[str, list[dict]] = {name: [] for name in runs}
-            for repeat in range(args.repeats):
-                for name, (src, threads) in runs.items():
-                    result = run_worker(src, args, threads)
-                    results[name].append(result)
-                    print(
-                        f"[{repeat + 1}/{args.repeats}] {name}: {result['steps_per_second']:.1f} agent steps/s",
-                        flush=True,
-                    )
-        finally:
-            for tree in trees:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True
+    with checkouts(args.against) as sources:
+        runs = {
+            (f"{name}, {threads} thread{'s' * (threads != 1)}" if threads else name): (src, threads)
+            for name, src in sources.items()
+            for threads in args.threads or [None]
+        }
+        results: dict[str, list[dict]] = {name: [] for name in runs}
+        for repeat in range(args.repeats):
+            for name, (src, threads) in runs.items():
+                result = run_worker(src, args, threads)
+                results[name].append(result)
+                print(
+                    f"[{repeat + 1}/{args.repeats}] {name}: {result['steps_per_second']:.1f} agent steps/s",
+                    flush=True,
                 )
     import platform
 

@@ -71,12 +71,11 @@ def test_training_on_a_threaded_environment_equals_training_on_the_callers_threa
 
 
 def test_the_thread_is_used_on_a_gpu_and_where_a_core_is_free_for_it(monkeypatch):
-    import os
-
+    from vai import threads as thread_rules
     from vai.rl.envthread import overlap_pays
 
     assert overlap_pays("cuda")  # the host mostly launches kernels
     threads = torch.get_num_threads()
     for cores, pays in ((threads, False), (threads + 1, True), (16 * threads, True)):
-        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        monkeypatch.setattr(thread_rules, "usable_cores", lambda cores=cores: cores)
         assert overlap_pays("cpu") is pays  # never where torch's threads take every core

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vai.errors import TrainingDiverged, UserError
 from vai.machine import keep_freed_memory
+from vai.threads import wait_passively
 
 
 def _add_env_commands(subparsers) -> None:
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Behave like other Unix tools when piped into `head`: stop quietly, no BrokenPipeError.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     keep_freed_memory()
+    wait_passively()  # before torch loads OpenMP: a CPU shared with other processes does not stall vai
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

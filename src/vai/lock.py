@@ -56,14 +56,11 @@ def owning(directory: str | os.PathLike) -> Iterator[Path]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            owner = _owner(descriptor)
             if owner == str(os.getpid()):  # this process's own, taken further up the call
                 yield directory
                 return
-            raise UserError(
-                f"{directory} is in use by another vai process (PID {owner or 'unknown'}): "
-                f"wait for it to end, or {ELSEWHERE}"
-            ) from None
+            raise _in_use(directory, owner) from None
         with writing(path):
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
@@ -71,6 +68,38 @@ def owning(directory: str | os.PathLike) -> Iterator[Path]:
         yield directory
     finally:
         os.close(descriptor)  # lets go of the lock
+
+
+def refuse_if_held(directory: str | os.PathLike) -> None:
+    """The UserError :func:`owning` would give if another process holds ``directory``; nothing where none
+    does. Creates nothing: for checks made before a command may write (``--resume`` of a run that another
+    process is still training)."""
+    try:
+        descriptor = os.open(lock_path(directory), os.O_RDONLY)
+    except OSError:  # no lock file: never owned, so not held
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _owner(descriptor)
+            if owner != str(os.getpid()):
+                raise _in_use(Path(directory), owner) from None
+        else:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
+
+
+def _owner(descriptor: int) -> str:
+    """The PID the lock file holds, as written."""
+    return os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+
+
+def _in_use(directory: Path, owner: str) -> UserError:
+    return UserError(
+        f"{directory} is in use by another vai process (PID {owner or 'unknown'}): wait for it to end, or {ELSEWHERE}"
+    )
 
 
 def empty(directory: str | os.PathLike) -> None:

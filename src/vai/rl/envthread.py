@@ -7,9 +7,10 @@ thread overlaps the update's Python and kernel launches; the new frame's stored 
 the frozen adapter's pass) is made there too, right after the step. That pays when a core is free
 for the environment while torch computes: training uses the thread where :func:`overlap_pays`, on
 a GPU machine (the update is mostly the host's kernel launches) and where torch's threads leave a
-CPU core free. With torch on every core of a small CPU the thread takes cores from the update
-(``benchmarks/cpu_speed.py`` measures both ways: on 2 cores and 2 torch threads the update takes
-twice as long and the loop runs slower than inline).
+CPU core free, as they do by default (:mod:`vai.threads`: training leaves one core to this thread).
+With torch on every core of a small CPU the thread takes cores from the update
+(``benchmarks/cpu_speed.py`` measures both ways: on 2 cores, one torch thread beside the environment's
+thread runs the loop faster than two torch threads inline).
 
 An OpenGL context belongs to the thread that made it current (EGL refuses one that is current on
 another thread), so the environment is built, reset, stepped and closed on the worker thread only.
@@ -84,12 +85,13 @@ class EnvThread:
 
 def overlap_pays(device: Any) -> bool:
     """Whether stepping on a thread of its own can speed up training on ``device``: on a GPU (the host
-    mostly launches kernels), or where the CPU has a core that torch's threads leave free."""
-    import os
-
+    mostly launches kernels), or where the cores this process may use include one that torch's threads
+    leave free."""
     import torch
 
-    return torch.device(device).type == "cuda" or (os.cpu_count() or 1) > torch.get_num_threads()
+    from vai.threads import usable_cores
+
+    return torch.device(device).type == "cuda" or usable_cores() > torch.get_num_threads()
 
 
 def start_step(env: Any, action: Any, then: Callable[[Any], Any] | None = None) -> Callable[[], tuple]:

@@ -23,7 +23,6 @@ other's order, and the checkpoint itself never changes.
 from __future__ import annotations
 
 import copy
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from vai.data.video import VideoCache
 from vai.envs import make_env
 from vai.envs.datasets import mode_videos
 from vai.rl.observe import StoredStack
+from vai.threads import stage_threads, torch_threads, usable_cores
 
 EVAL_BASE = 10_000_000
 """Evaluation environment seeds start here (training uses ``seed x 100003 + episode``)."""
@@ -145,16 +145,18 @@ def evaluate(
 
     Seeds ``0 .. seeds - 1`` are asked for; in ``video_easy`` those whose clip is missing are skipped
     (see the module). The seeds of a mode run on ``workers`` threads at once (default: one per seed,
-    at most one per CPU core), each with an environment of its own, built and closed on its thread (GL
-    contexts belong to one thread). The environments' physics and rendering release Python's lock, so
-    the seeds overlap; the policy's forward passes take turns. Every seed's episodes are what they
+    at most one per usable core), each with an environment of its own, built and closed on its thread (GL
+    contexts belong to one thread); they share the cores as torch threads (:mod:`vai.threads`). The
+    environments' physics and rendering release Python's lock, so the seeds overlap; the policy's
+    forward passes take turns. Every seed's episodes are what they
     would be alone: the returns do not depend on ``workers``. ``end_at_success=False`` plays DrawerWorld
     episodes to their time limit (VAI's training-time evaluation, ``train.py``).
     """
     video_cache = video_cache or VideoCache()
-    workers = max(1, min(seeds, workers or os.cpu_count() or 1))
+    workers = max(1, min(seeds, workers or usable_cores()))
     results = {}
-    with ThreadPoolExecutor(workers, thread_name_prefix="vai-eval") as pool:
+    threads = stage_threads(sharing=workers)
+    with torch_threads(threads), ThreadPoolExecutor(workers, thread_name_prefix="vai-eval") as pool:
         for mode in modes:
             plan = seed_videos(mode, seeds, data_dir)
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from vai.context import RunContext
 from vai.errors import UserError, WriteFailed
-from vai.lock import owning
+from vai.lock import owning, refuse_if_held
 from vai.presets.rl import ALGORITHMS, RLPreset, encoder_layers, get_rl_preset, replay_transitions
 from vai.presets.settings import override
 from vai.run_dir import AgentDir, RunDir
@@ -129,6 +129,7 @@ def train_stage(
     """
     from vai.envs import make_env
     from vai.rl.envthread import EnvThread, overlap_pays
+    from vai.threads import torch_threads
 
     spec = get_task(context.task)
     out = out or context.run.agent(algorithm, context.seed)
@@ -137,24 +138,27 @@ def train_stage(
     # A resumed run goes on writing the TensorBoard files it has, so TensorBoard hides the steps it drops.
     tensorboard = tensorboard or (resume and out.tensorboard.is_dir())
     check_training(context, preset, algorithm, out, adapter, resume, tensorboard, eval_modes)
+    # Loaded before the directory is made and locked: a damaged adapter leaves nothing behind.
+    frozen = frozen_adapter(context, algorithm, adapter) if not resume else None
 
     def make_training_env():
         return make_env(context.task, "train", data_dir=context.data_dir)
 
-    with owning(out.path), resumable_on_failed_write(out):
+    with owning(out.path), resumable_on_failed_write(out), torch_threads(training_threads(out, resume)):
         check_agent_dir(out, resume)  # again, now that no other process can write into it
         start = resume_agent(context, algorithm, out, changes, eval_modes) if resume else None
         # On its own thread the environment steps while the agent updates, where a core is free for it.
         env = EnvThread(make_training_env) if overlap_pays(context.device) else make_training_env()
         try:
             if start is None:  # a new agent takes its shapes from the environment
-                start = new_agent(context, preset, algorithm, adapter, env, eval_modes)
+                start = new_agent(context, preset, algorithm, frozen, adapter, env, eval_modes)
+            first_step = start.state.step if start.state else 0  # read now: training moves the state on
             buffer = replay_buffer(start, env, out)
-            write_agent_config(start, buffer, out)
+            write_agent_config(start, buffer, out, environment_thread=isinstance(env, EnvThread))
             state, seconds = train_agent(start, env, buffer, out, progress, tensorboard)
         finally:
             env.close()
-    steps = state.step - (start.state.step if start.state else 0)
+    steps = state.step - first_step
     return {
         "steps": state.step,
         "frames": state.step * spec.action_repeat,
@@ -198,10 +202,12 @@ def check_training(
 
 
 def check_agent_dir(out: AgentDir, resume: bool) -> None:
-    """UserError unless ``out`` holds a checkpoint exactly when the run resumes one."""
+    """UserError unless ``out`` holds a checkpoint exactly when the run resumes one; a run that another
+    process is training (before its first checkpoint too) is named as such."""
     if out.checkpoint.is_file() and not resume:
         raise UserError(f"{out.path} already holds a run: pass --resume to continue it or choose another --out")
     if resume and not out.checkpoint.is_file():
+        refuse_if_held(out.path)
         if out.config.is_file():  # started, and stopped before its first checkpoint
             raise UserError(
                 f"nothing to resume: the run in {out.path} stopped before its first checkpoint "
@@ -245,21 +251,36 @@ def resume_agent(
     return Start(agent, state, context, eval_modes)
 
 
-def new_agent(
-    context: RunContext, preset: RLPreset, algorithm: str, adapter: Path, env, eval_modes: list[str]
-) -> Start:
-    """An untrained agent for ``env``'s observations and actions, seeing through the frozen adapter
-    where the algorithm uses one."""
+def frozen_adapter(context: RunContext, algorithm: str, adapter: Path):
+    """The adapter file ``adapter`` loaded where ``algorithm`` sees through one (None otherwise); a
+    UserError for a damaged or foreign file."""
     from vai.rl.algorithms import algorithm_spec
-    from vai.rl.sac import SACAgent
     from vai.vision.adapter import load_adapter
 
-    uses_adapter = algorithm_spec(algorithm).adapter
-    frozen = load_adapter(adapter, context.device) if uses_adapter else None
+    return load_adapter(adapter, context.device) if algorithm_spec(algorithm).adapter else None
+
+
+def new_agent(
+    context: RunContext, preset: RLPreset, algorithm: str, frozen, adapter: Path, env, eval_modes: list[str]
+) -> Start:
+    """An untrained agent for ``env``'s observations and actions, seeing through the ``frozen`` adapter
+    (loaded from ``adapter``) where the algorithm uses one (:func:`frozen_adapter`)."""
+    from vai.rl.sac import SACAgent
+
     obs_shape, action_dim = env.observation_space.shape, env.action_space.shape[0]
     layers = encoder_layers(context.task, preset)
     agent = SACAgent(algorithm, obs_shape, action_dim, preset, layers, frozen, context.device, context.seed)
-    return Start(agent, None, context, eval_modes, Path(adapter) if uses_adapter else None)
+    return Start(agent, None, context, eval_modes, Path(adapter) if frozen is not None else None)
+
+
+def training_threads(out: AgentDir, resume: bool) -> int:
+    """torch's CPU threads for a training (:mod:`vai.threads`): a resumed run's recorded count, so that it
+    computes the sums an uninterrupted run would; else the usable cores less one for the environment's
+    thread; ``OMP_NUM_THREADS`` where set."""
+    from vai.threads import explicit_threads, stage_threads
+
+    recorded = recorded_config(out).get("torch_threads") if resume and explicit_threads() is None else None
+    return recorded if isinstance(recorded, int) and recorded > 0 else stage_threads(reserved=1)
 
 
 def replay_buffer(start: Start, env, out: AgentDir) -> ReplayBuffer:
@@ -299,15 +320,20 @@ def recorded_config(out: AgentDir) -> dict[str, Any]:
     return recorded
 
 
-def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir) -> None:
-    """``out``'s config.json: the resolved settings; a resumed run keeps its first call's record,
-    with the settings it may change."""
+def write_agent_config(start: Start, buffer: ReplayBuffer, out: AgentDir, *, environment_thread: bool) -> None:
+    """``out``'s config.json: the resolved settings and the CPU threads the run computes on; a resumed
+    run keeps its first call's record, with the settings it may change."""
     import torch
 
     from vai.atomic import write_json_atomic
 
     agent, context = start.agent, start.context
-    sizes = {"replay_transitions": buffer.max_transitions, "replay_frames": buffer.capacity}
+    sizes = {
+        "replay_transitions": buffer.max_transitions,
+        "replay_frames": buffer.capacity,
+        "torch_threads": torch.get_num_threads(),
+        "environment_thread": environment_thread,
+    }
     if start.state is not None and out.config.is_file():
         config = {**recorded_config(out), "preset": dataclasses.asdict(agent.preset), **sizes}
     else:

@@ -24,7 +24,9 @@ def default_workers(device: str, threads: int, runs_per_gpu: int) -> int:
         import torch
 
         return max(1, torch.cuda.device_count() * runs_per_gpu)
-    return max(1, (os.cpu_count() or 1) // threads)
+    from vai.threads import usable_cores
+
+    return max(1, usable_cores() // threads)
 
 
 class LocalPool:
@@ -55,9 +57,8 @@ class RayPool:
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            environment = {
-                "env_vars": {name: os.environ[name] for name in ("MUJOCO_GL", "VAI_DATA_DIR") if name in os.environ}
-            }
+            forwarded = ("MUJOCO_GL", "VAI_DATA_DIR", "OMP_WAIT_POLICY")
+            environment = {"env_vars": {name: os.environ[name] for name in forwarded if name in os.environ}}
             options = {"address": address} if address else {"num_cpus": cpus}
             try:
                 ray.init(**options, runtime_env=environment, include_dashboard=False, log_to_driver=False)

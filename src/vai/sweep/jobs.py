@@ -23,11 +23,16 @@ from vai.sweep.plan import RunKey, SweepDir, presets
 
 
 def worker_setup(threads: int) -> None:
-    """A worker process's torch threads, and (Linux) its death with the process that started it, so a
-    sweep killed with ``kill -9`` leaves no worker training on, holding its run's lock."""
+    """A worker process's torch threads (``threads`` for every stage, waiting passively: :mod:`vai.threads`),
+    and (Linux) its death with the process that started it, so a sweep killed with ``kill -9`` leaves no
+    worker training on, holding its run's lock."""
     import ctypes
     import signal
 
+    from vai.threads import THREADS_VARIABLE, wait_passively
+
+    os.environ[THREADS_VARIABLE] = str(threads)
+    wait_passively()
     import torch
 
     torch.set_num_threads(threads)

@@ -37,6 +37,7 @@ from vai.presets.settings import override
 from vai.presets.vision import VisionPreset, get_vision_preset
 from vai.run_dir import RunDir
 from vai.tasks import KEYPOINTS, default_modes, get_task
+from vai.threads import stage_threads, torch_threads
 
 MEASUREMENT_SEED = 1000
 """First seed of the episodes the masks are measured on, apart from the seeds of the episodes they learned from."""
@@ -73,7 +74,7 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> d
             f"{run.frames} has no episode of two frames or more, and the Transporter learns from pairs "
             f"of frames of one episode: collect more (vai collect {task} --run {run.path} --extend --frames 1000)"
         )
-    with owning(run.path):
+    with owning(run.path), torch_threads(stage_threads()):
         model, metrics = train_transporter(
             preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=context.seed, log=log
         )
@@ -102,7 +103,7 @@ def adapter_stage(context: RunContext, preset: VisionPreset, *, backgrounds: Pat
 
     run, seed = context.run, context.seed
     store = _frames(context)
-    with owning(run.path):
+    with owning(run.path), torch_threads(stage_threads()):
         targets = load_counterfactual_masks(run.counterfactual, store)
         images = load_background_images(Path(backgrounds), NATURAL_POOL_SIDE) if backgrounds else None
         adapter, metrics = train_adapter(
@@ -160,7 +161,7 @@ def masks_eval_stage(
         def counterfactual(frames):
             return counterfactual_masks(transporter, frames, preset, device=device)
 
-    with owning(run.path):
+    with owning(run.path), torch_threads(stage_threads()):
         recorded = _record_modes(context, modes, episodes, steps)
         results, sweep = evaluate_masks(recorded, adapter, counterfactual, device, preset.adapter_threshold)
         pool = (adapter_backgrounds(run) or "unknown") if adapter is not None else None
