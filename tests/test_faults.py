@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -79,6 +80,9 @@ def test_one_process_owns_an_agent_directory(tmp_path, data_dir):
         assert first.poll() is None, first.stderr.read()
         second = run_vai(*command, env={"VAI_DATA_DIR": str(data_dir)})
         assert_user_error(second, str(out), f"PID {first.pid}", "in use")
+        # Before the first checkpoint there is nothing to resume, but the run is not over: say who has it.
+        resumed = run_vai(*command, "--resume", env={"VAI_DATA_DIR": str(data_dir)})
+        assert_user_error(resumed, str(out), f"PID {first.pid}", "in use")
     finally:
         first.send_signal(signal.SIGKILL)  # the lock dies with its holder
         first.wait()
@@ -169,6 +173,8 @@ def test_a_full_disk_keeps_the_last_checkpoint(tmp_path, data_dir):
     assert digest(checkpoint) == good and not temporaries(out)
     again = run_vai(*resume, env={"VAI_DATA_DIR": str(data_dir)})  # space freed: it goes on from step 125
     assert again.returncode == 0, again.stderr
+    speed = re.search(r"\(([0-9.]+) steps/s\)", again.stdout)
+    assert speed and float(speed[1]) > 0, again.stdout  # the steps of this call over its time
     assert [row["step"] for row in rows(out / "train.csv")] == ["125", "250", "375"]
 
 
@@ -340,3 +346,62 @@ def test_writers_that_do_not_raise_oserror_are_refused_in_one_line_too(tmp_path)
     assert f"cannot write {tmp_path / 'adapter.safetensors'}: the file outgrew" in lines[0]
     assert f"cannot write {tmp_path / 'adapted.mp4'} (OpenCV wrote" in lines[1] and "ulimit -f" in lines[1]
     assert list(tmp_path.iterdir()) == []
+
+
+def assert_only_line(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """A user error whose one line is all the process wrote to stderr (no library's warning before it)."""
+    assert_user_error(result, *needles)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_damaged_adapter_is_refused_before_the_out_directory_is_made(tmp_path, data_dir):
+    import torch
+    from conftest import damaged_copy
+
+    from vai.vision.adapter import AttentionAdapter, save_adapter
+
+    torch.manual_seed(0)
+    adapter = save_adapter(AttentionAdapter(), tmp_path / "adapter.safetensors")
+    size = adapter.stat().st_size
+    damaged_copy(adapter, adapter, size - 256, size - 128)  # inside the weights: the checksum fails
+    out = tmp_path / "new" / "agent"
+    train = ["train", TASK, "--algo", "vai", *TINY, "--adapter", str(adapter), "--out", str(out)]
+    assert_only_line(run_vai(*train, env={"VAI_DATA_DIR": str(data_dir)}), str(adapter), "damaged")
+    assert not (tmp_path / "new").exists()
+
+
+COLLECT_LIMIT = 16 * 2**10
+"""A file size limit that 40 or 50 cartpole frames' masks (bit-packed, compressed: about 2 kB) fit in and
+their frames (40 x 3 x 100 x 100 bytes, compressed: about 58 kB) do not."""
+
+
+def test_a_collect_refused_by_a_full_disk_leaves_nothing(tmp_path, data_dir):
+    run = tmp_path / "new" / "run"
+    collect = ["collect", TASK, "--frames", "40", "--run", str(run)]
+    full = finished(vai_process(*collect, data_dir=data_dir, file_limit=COLLECT_LIMIT))
+    assert_only_line(full, f"cannot write {run / 'frames.npz'}", "file size limit")
+    assert not (tmp_path / "new").exists()  # no masks file, lock or folder of a collect that wrote nothing
+    done = run_vai("collect", TASK, "--frames", "10", "--run", str(run), env={"VAI_DATA_DIR": str(data_dir)})
+    assert done.returncode == 0, done.stderr
+    before = {path.name: digest(path) for path in run.glob("*.npz")}
+    extend = finished(vai_process(*collect, "--extend", data_dir=data_dir, file_limit=COLLECT_LIMIT))
+    assert_only_line(extend, f"cannot write {run / 'frames.npz'}")
+    assert {path.name: digest(path) for path in run.glob("*.npz")} == before  # the old pair, as it was
+    assert not temporaries(run)
+
+
+def test_damaged_videos_and_pickled_checkpoints_are_one_line_and_nothing_else(tmp_path, data_dir):
+    import pickle
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("colors", "video_hard", "drawerworld"):
+        (data / name).symlink_to(data_dir / name)
+    shutil.copytree(data_dir / "video_easy", data / "video_easy")
+    for video in (data / "video_easy").glob("*.mp4"):
+        video.write_bytes(video.read_bytes()[:20000])  # cut: FFmpeg finds no index ("moov atom not found")
+    show = ["env", "show", TASK, "--mode", "video_easy", "--frames", "1", "--out", str(tmp_path / "show.png")]
+    assert_only_line(run_vai(*show, "--data-dir", str(data)), "cannot decode video")
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(pickle.dumps({"agent": [1, 2, 3]}, protocol=4))
+    assert_only_line(run_vai("eval", str(pickled), "--out", str(tmp_path / "eval")), str(pickled), "not a torch")

@@ -686,3 +686,23 @@ def test_pad_test_time_adaptation_adapts_each_random_crop_in_per_crop_mode():
         [adapted_by_hand(agent.observe.adapter, raw[0, :, t : t + 84, c : c + 84]) for t, c in zip(top, left)]
     )
     assert torch.allclose(passes[0][0], expected, atol=1e-5)  # the inverse head's pass on obs
+
+
+def test_act_takes_one_observation_or_a_vector_environments_batch():
+    import vai  # noqa: F401  (registers the environments)
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("vai/cartpole_balance-v0") for _ in range(2)])
+    try:
+        observations, _ = envs.reset(seed=0)
+        agent = SACAgent("vai", observations.shape[1:], 1, TINY, (2, 1), calibrated_adapter(), seed=0)
+        actions = agent.act(observations)
+        assert actions.shape == (2, 1)
+        for observation, action in zip(observations, actions, strict=True):
+            np.testing.assert_allclose(action, agent.act(observation), rtol=1e-5, atol=1e-6)
+        assert agent.act(observations, sample=True).shape == (2, 1)
+        envs.step(actions)
+        for shape in ((3, 100, 100), (2, 3, 100, 100), (1, 2, 9, 100, 100)):
+            with pytest.raises(ValueError, match=r"act takes one observation \(9, 100, 100\) or a batch"):
+                agent.act(np.zeros(shape, np.uint8))
+    finally:
+        envs.close()

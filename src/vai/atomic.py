@@ -125,6 +125,47 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix:
     return path
 
 
+@contextmanager
+def replaced_together(*paths: str | os.PathLike) -> Iterator[None]:
+    """A block that replaces the files ``paths`` one after another (each with :func:`atomic_write`): if
+    it fails, each is put back as it was before the block, the old file or none, so that a refused
+    second write leaves no new first file beside an old second one. The old files are kept meanwhile
+    as hard links under temporary names (no space needed; the next owner of the directory clears
+    them should the process be killed)."""
+    kept: dict[Path, Path | None] = {}
+    try:
+        for path in map(Path, paths):
+            kept[path] = _hard_link_copy(path) if path.is_file() else None
+        yield
+    except BaseException:
+        for path, old in kept.items():
+            if old is not None:
+                os.replace(old, path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+    finally:
+        for old in kept.values():
+            if old is not None:
+                old.unlink(missing_ok=True)
+
+
+def _hard_link_copy(path: Path) -> Path:
+    """A second name for ``path``'s file, of the temporary form (``.NAME.XXXXXXXX.SUFFIX``); a copy where
+    the file system has no hard links."""
+    for _ in range(100):
+        name = path.with_name(f".{path.name}.{os.urandom(4).hex()}{path.suffix or '.tmp'}")
+        try:
+            os.link(path, name)
+        except FileExistsError:
+            continue
+        except OSError:
+            with writing(name):
+                shutil.copy2(path, name)
+        return name
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]+)")
 """The name :func:`atomic_write` gives a temporary file: ``.TARGET.XXXXXXXX`` and its suffix."""
 

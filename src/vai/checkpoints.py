@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,11 +118,14 @@ def save_payload(checkpoint: CheckpointFormat, payload: Mapping[str, Any], weigh
 def load_payload(checkpoint: CheckpointFormat, weights: str, path: PathArg) -> dict[str, Any]:
     """The dictionary :func:`save_payload` wrote, its header and weights checked; UserError otherwise."""
     path = _existing(checkpoint, path)
+    if not zipfile.is_zipfile(path):  # vai writes torch's zip archives only; torch would warn of others first
+        raise checkpoint.error(path, "is unreadable (not a torch checkpoint archive)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's one line is vai's, not torch's warnings before it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for damaged files
-        reason = _first_line(error) if zipfile.is_zipfile(path) else "not a torch checkpoint archive"
-        raise checkpoint.error(path, f"is unreadable ({reason})") from None
+        raise checkpoint.error(path, f"is unreadable ({_first_line(error)})") from None
     if not isinstance(payload, dict):
         payload = {}
     tensors = payload.get(weights)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from vai.data.store import damaged_data
 def read_video(path: Path, size: int) -> np.ndarray:
     """All frames of a video as uint8 (T, size, size, 3) RGB, resized like DMControl-GB (whole frame).
 
-    A missing, truncated or otherwise undecodable file is a :class:`UserError` naming the fix.
+    A missing, truncated or otherwise undecodable file is a :class:`UserError` naming the fix, and
+    FFmpeg's own lines about it are not printed (:func:`quiet_ffmpeg`).
     """
+    quiet_ffmpeg()
     import cv2  # OpenCV is heavy to import; only video modes need it.
 
     if not path.is_file():
@@ -33,6 +36,17 @@ def read_video(path: Path, size: int) -> np.ndarray:
     if not frames:
         raise damaged_data(path, f"cannot decode video {path}")
     return np.stack(frames)
+
+
+FFMPEG_LOG_LEVEL = "OPENCV_FFMPEG_LOGLEVEL"
+"""OpenCV's variable for FFmpeg's log level, read when its FFmpeg backend is first used."""
+
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg from printing (OpenCV lets it print errors such as "moov atom not found" for a cut
+    video) unless ``OPENCV_FFMPEG_LOGLEVEL`` is set: vai says in one line what a video's fault means.
+    Acts when called before the process first reads or writes a video with OpenCV."""
+    os.environ.setdefault(FFMPEG_LOG_LEVEL, "-8")  # AV_LOG_QUIET
 
 
 class VideoCache:

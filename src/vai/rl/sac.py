@@ -194,15 +194,27 @@ class SACAgent(nn.Module):
     def act(
         self, observation: np.ndarray, sample: bool = False, generator: torch.Generator | None = None
     ) -> np.ndarray:
-        """An action in [-1, 1] for one uint8 observation (3F, H, W): the policy's mean, or a sample.
+        """An action in [-1, 1] for one uint8 observation (3F, H, W), as the environment gives it: the
+        policy's mean, or a sample; actions (N, A) for a batch of observations (N, 3F, H, W), as a
+        vector environment gives them, in one pass.
 
         ``generator`` draws the sample and, while :attr:`augmenting`, the view's adapt_aug; None: one
-        seeded from the agent's seed and the observation's bytes, so threads acting at once on one
-        agent (the evaluation's seeds) draw what they would draw in turn.
+        seeded from the agent's seed and the observation's bytes (a batch's: the whole batch's), so
+        threads acting at once on one agent (the evaluation's seeds) draw what they would draw in
+        turn. A batch's mean actions are each observation's alone, up to the rounding of a batched
+        convolution; its samples and adapt_aug come from one generator for the batch. Any other shape
+        is a ValueError saying which it takes.
         """
         observation = np.ascontiguousarray(observation)
-        batch = torch.as_tensor(observation, device=self.device).unsqueeze(0)
-        return self._act(self.observe.eval_view(batch), sample, generator, observation)
+        single = observation.shape == self.obs_shape
+        if not single and observation.shape[1:] != self.obs_shape:
+            raise ValueError(
+                f"act takes one observation {self.obs_shape} or a batch (N, {', '.join(map(str, self.obs_shape))}), "
+                f"not an array of shape {observation.shape}"
+            )
+        batch = torch.as_tensor(observation, device=self.device)
+        actions = self._act(self.observe.eval_view(batch[None] if single else batch), sample, generator, observation)
+        return actions[0] if single else actions
 
     @torch.no_grad()
     def act_stored(
@@ -213,17 +225,18 @@ class SACAgent(nn.Module):
         raw ones (``adapter_per_crop``) have their centre crop adapted here, as :meth:`act` does."""
         stack = np.concatenate(frames)
         batch = torch.as_tensor(stack, device=self.device).unsqueeze(0)
-        return self._act(self.observe.policy_view(batch), sample, generator, stack)
+        return self._act(self.observe.policy_view(batch), sample, generator, stack)[0]
 
     def _act(self, view: torch.Tensor, sample: bool, generator: torch.Generator | None, key: np.ndarray) -> np.ndarray:
+        """Actions (B, A) for the views (B, ...) of a batch."""
         if generator is None and (sample or self.augmenting):
             generator = self._generator_for(key)
         if self.augmenting:
             view = self.observe.augment(view, generator)
         features = self.actor.encoder(view)
         if not sample:
-            return self.actor.mean(features)[0].cpu().numpy()
-        return self.actor.policy(features, generator)[1][0].cpu().numpy()
+            return self.actor.mean(features).cpu().numpy()
+        return self.actor.policy(features, generator)[1].cpu().numpy()
 
     def _generator_for(self, observation: np.ndarray) -> torch.Generator:
         """A generator seeded from the agent's seed and ``observation``'s bytes (reproducible whatever

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from vai.atomic import atomic_write, cut_short
 from vai.crops import center_crop
+from vai.data.video import quiet_ffmpeg
 from vai.envs import make_env
 
 SCALE = 3
@@ -59,7 +60,8 @@ def _tile(agent, observation: np.ndarray) -> np.ndarray:
 
 
 def write_mp4(frames: list[np.ndarray], out: Path, fps: int = 15) -> Path:
-    """RGB frames (H, W, 3) uint8 -> MP4."""
+    """RGB frames (H, W, 3) uint8 -> MP4; a write the disk refuses is one line, FFmpeg kept quiet."""
+    quiet_ffmpeg()
     height, width = frames[0].shape[:2]
 
     def write(temporary: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from vai import __version__
+from vai.atomic import replaced_together
 from vai.data.frames import FrameStore, concatenate, load_frames, load_masks, masks_path, save_frames, save_masks
 from vai.envs import make_env
 from vai.envs.random_policy import random_episode
@@ -82,8 +83,10 @@ def _collect(task, frames, out: Path, seed, data_dir, extend, log) -> FrameStore
         masks = np.concatenate([previous[1], masks])
     # Masks first: a run killed between the renames leaves the old frames, whose id the new masks
     # do not carry, so load_masks reports the pair as mismatched instead of pairing them wrongly.
-    save_masks(masks, store, masks_path(out))
-    save_frames(store, out)
+    # A refused frames write (a full disk) puts the masks file back as it was: none, or the old one.
+    with replaced_together(masks_path(out), out):
+        save_masks(masks, store, masks_path(out))
+        save_frames(store, out)
     return store
 
 
