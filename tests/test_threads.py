@@ -109,3 +109,18 @@ def test_a_vai_training_waits_passively_and_leaves_a_core_to_its_environment(tmp
     assert "GOMP_SPINCOUNT = '0'" not in result.stderr
     config = json.loads((tmp_path / "user" / "config.json").read_text())
     assert config["torch_threads"] == 2 and config["environment_thread"] is False
+
+
+def test_a_resumed_training_computes_on_the_thread_count_it_started_with(tmp_path, monkeypatch):
+    from vai.rl.stages import training_threads
+    from vai.run_dir import AgentDir
+
+    out = AgentDir(tmp_path / "agent")
+    out.path.mkdir()
+    out.config.write_text(json.dumps({"task": TASK, "torch_threads": 3}))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    assert training_threads(out, resume=True) == 3  # the recorded count, whatever this machine has
+    assert training_threads(out, resume=False) == 7  # a new run: the rule
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert training_threads(out, resume=True) == 2  # the user's count wins
