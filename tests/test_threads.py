@@ -102,13 +102,17 @@ def test_a_vai_training_waits_passively_and_leaves_a_core_to_its_environment(tmp
     assert "GOMP_SPINCOUNT = '0'" in result.stderr
     config = json.loads((tmp_path / "sac" / "config.json").read_text())
     assert config["torch_threads"] == 1 and config["environment_thread"] is True
-    # The user's settings win.
-    user = {"VAI_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}
-    result = vai_on_cores(two_cores, *command, "--out", str(tmp_path / "user"), env=user)
-    assert result.returncode == 0, result.stderr
-    assert "GOMP_SPINCOUNT = '0'" not in result.stderr
-    config = json.loads((tmp_path / "user" / "config.json").read_text())
-    assert config["torch_threads"] == 2 and config["environment_thread"] is False
+
+
+def test_the_users_wait_policy_wins():
+    # The vai command's set-up (``vai --version`` ends right after it), then torch loading OpenMP.
+    code = "from vai.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    import torch"
+    for policy, spin_count in ((None, "'0'"), ("ACTIVE", "'30000000000'")):
+        environment = {name: value for name, value in os.environ.items() if name not in CLEARED}
+        environment.update(OMP_DISPLAY_ENV="VERBOSE", **({"OMP_WAIT_POLICY": policy} if policy else {}))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
+        assert done.returncode == 0, done.stderr
+        assert f"GOMP_SPINCOUNT = {spin_count}" in done.stderr  # ACTIVE: GNU OpenMP spins on and on
 
 
 def test_a_resumed_training_computes_on_the_thread_count_it_started_with(tmp_path, monkeypatch):
