@@ -57,7 +57,16 @@ def run_dir(tmp_path_factory, data_dir):
         env={"VAI_DATA_DIR": str(data_dir)},
     )
     assert result.returncode == 0, result.stderr + result.stdout
+    run.with_suffix(".stdout").write_text(result.stdout)  # beside the run, for the tests of what it printed
     return run
+
+
+def test_the_stages_that_train_print_their_progress(run_dir):
+    printed = run_dir.with_suffix(".stdout").read_text()
+    for stage in ("keypoints", "adapter"):  # TINY_VISION: 2 steps each
+        lines = [line.strip() for line in printed.splitlines() if line.strip().startswith(f"{stage} ")]
+        assert lines and lines[-1].startswith(f"{stage} 2/2 (100%) | loss "), printed
+        assert all(" | " in line for line in lines)
 
 
 def test_every_artifact_is_written(run_dir):

@@ -34,6 +34,7 @@ from vai.lock import empty, owning
 from vai.presets.rl import ALGORITHMS, RL_PRESETS, aux_task_names, get_rl_preset
 from vai.presets.settings import override
 from vai.presets.vision import VISION_PRESETS, get_vision_preset
+from vai.progress import step_lines
 from vai.run_dir import AgentDir, RunDir
 from vai.tasks import KEYPOINTS, check_mode, default_modes, get_task
 
@@ -242,8 +243,11 @@ def vision_stages(context: RunContext, vision, backgrounds: Path | None, stage: 
         data_dir=context.data_dir,
         log=lambda message: log(f"  {message}"),
     )
-    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision)
-    stage("adapter", run.adapter.is_file(), stages.adapter_stage, context, vision, backgrounds=backgrounds)
+    keypoints_log = step_lines("keypoints", vision.transporter_steps, log)
+    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision, log=keypoints_log)
+    adapter_log = step_lines("adapter", vision.adapter_steps, log)
+    adapter_done = run.adapter.is_file()
+    stage("adapter", adapter_done, stages.adapter_stage, context, vision, backgrounds=backgrounds, log=adapter_log)
     measuring = dataclasses.replace(context, seed=stages.MEASUREMENT_SEED)
     mask_modes = default_modes(get_task(task), "masks")
     stage(

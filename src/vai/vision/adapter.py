@@ -53,8 +53,8 @@ NATURAL_POOL_SIDE = 128
 """Side the natural images of an image folder are loaded at: the overlays are random resized crops
 of them (VAI: of Places365's 256 px images), so the pool keeps more detail than one frame."""
 
-LOG_EVERY = 100
-"""Training steps between two calls of the ``log`` callback."""
+LOG_CALLS = 20
+"""About how many times a training calls its ``log`` callback."""
 
 NORMS = ("batch", "group")
 OUTPUTS = ("clamp", "sigmoid")
@@ -190,7 +190,7 @@ def train_adapter(
 
     Returns the adapter (eval mode, on ``device``) and metrics: per-step ``loss``, ``mask_loss``,
     ``feature_loss`` lists, ``seconds_per_step``, ``steps``, ``parameters``. ``log`` receives a dict
-    every ``LOG_EVERY`` steps and after the last one.
+    (``step``: the steps done, the losses) about ``LOG_CALLS`` times, the last after the last step.
     """
     device = torch.device(device)
     frames = torch.as_tensor(frames).to(device)
@@ -219,6 +219,7 @@ def train_adapter(
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, preset.adapter_lr_every, preset.adapter_lr_decay)
 
     history: dict[str, list[torch.Tensor]] = {"loss": [], "mask_loss": [], "feature_loss": []}
+    log_every = max(1, preset.adapter_steps // LOG_CALLS)
     start = time.perf_counter()
     for step in range(1, preset.adapter_steps + 1):
         picks = stacks[torch.randint(len(stacks), (preset.adapter_batch,), generator=generator, device=device)]
@@ -233,7 +234,7 @@ def train_adapter(
         schedule.step()
         for name, value in metrics.items():
             history[name].append(value)
-        if log is not None and (step % LOG_EVERY == 0 or step == preset.adapter_steps):
+        if log is not None and (step % log_every == 0 or step == preset.adapter_steps):
             seconds = (time.perf_counter() - start) / step
             log({"step": step, **{k: float(v) for k, v in metrics.items()}, "seconds_per_step": seconds})
     if device.type == "cuda":

@@ -315,7 +315,7 @@ def train_transporter(
     task_keypoints: int,
     device: str | torch.device = "cpu",
     seed: int = 0,
-    log: Callable[[int, dict[str, float]], None] | None = None,
+    log: Callable[[dict[str, float]], None] | None = None,
     channels: int | None = None,
 ) -> tuple[Transporter, dict]:
     """Train a Transporter on stored frames; return it in eval mode and its metrics.
@@ -325,7 +325,7 @@ def train_transporter(
     - 1 steps after the source (VAI); Adam at ``preset.transporter_lr``, multiplied by ``transporter_lr_decay`` every
     ``transporter_lr_every`` steps (VAI: batch 64, 1e-3, x0.95 per 200 steps, 3000 steps).
     ``channels`` is the encoder width (default: the preset's ``transporter_channels``).
-    ``log(step, {"step", "loss", "lr"})`` is called about 20 times.
+    ``log({"step", "loss", "lr"})`` is called about 20 times, ``step`` counting the steps done.
 
     Metrics: ``loss_curve`` (every step), ``final_loss`` (mean of the last 10 steps),
     ``seconds_per_step``, ``steps``, ``parameters``.
@@ -370,7 +370,7 @@ def train_transporter(
         schedule.step()
         losses[step] = loss.detach()
         if log is not None and (step % log_every == 0 or step == steps - 1):
-            log(step, {"step": step, "loss": float(losses[step]), "lr": optimizer.param_groups[0]["lr"]})
+            log({"step": step + 1, "loss": float(losses[step]), "lr": optimizer.param_groups[0]["lr"]})
     loss_curve = losses.tolist()  # waits for the device, so the timing below is complete
     seconds = time.perf_counter() - started
 

@@ -35,6 +35,7 @@ from vai.errors import UserError
 from vai.lock import owning
 from vai.presets.settings import override
 from vai.presets.vision import VisionPreset, get_vision_preset
+from vai.progress import step_lines
 from vai.run_dir import RunDir
 from vai.tasks import KEYPOINTS, default_modes, get_task
 from vai.threads import stage_threads, torch_threads
@@ -242,12 +243,6 @@ def add_vision_commands(subparsers: Any) -> None:
     show.set_defaults(func=_run_masks_show)
 
 
-def _print_log(step: int | dict, values: dict | None = None) -> None:
-    values = values if values is not None else step
-    shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-    print(f"  {shown}", flush=True)
-
-
 def _context(args: argparse.Namespace, data_dir=None) -> RunContext:
     run = RunDir.at(args.run, args.task, args.preset)
     return RunContext.create(args.task, run, seed=args.seed, device=args.device, data_dir=data_dir)
@@ -256,7 +251,7 @@ def _context(args: argparse.Namespace, data_dir=None) -> RunContext:
 def _run_keypoints(args: argparse.Namespace) -> int:
     context = _context(args)
     preset = override(get_vision_preset(args.preset), args.set)
-    summary = keypoints_stage(context, preset, log=_print_log)
+    summary = keypoints_stage(context, preset, log=step_lines("keypoints", preset.transporter_steps))
     run = context.run
     print(f"wrote {run.transporter} and {run.counterfactual} (final loss {summary['final_loss']:.4f})")
     return 0
@@ -265,7 +260,8 @@ def _run_keypoints(args: argparse.Namespace) -> int:
 def _run_adapter(args: argparse.Namespace) -> int:
     context = _context(args)
     preset = override(get_vision_preset(args.preset), args.set)
-    summary = adapter_stage(context, preset, backgrounds=args.backgrounds, log=_print_log)
+    log = step_lines("adapter", preset.adapter_steps)
+    summary = adapter_stage(context, preset, backgrounds=args.backgrounds, log=log)
     print(f"wrote {context.run.adapter} ({summary.get('seconds_per_step', float('nan')):.3f} s/step)")
     return 0
 
