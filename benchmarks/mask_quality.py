@@ -8,13 +8,14 @@ Per task: collect random-policy frames, train the Transporter, make counterfactu
 attention adapter on natural-image backgrounds (``--backgrounds``; by default the data directory's
 ``places365``, else ``photos``, neither related to a test video; ``DATA/backgrounds``, the stand-in
 cut from the ``video_hard`` footage, only when named, and the table says so), then score
-both mask sources in ``train``, ``color_hard``, ``video_easy`` and ``video_hard`` (the development
-videos of the data directory) over seeded evaluation episodes the pipeline never saw. Stages whose
+both mask sources in ``train``, ``color_easy``, ``color_hard``, ``video_easy`` and ``video_hard`` (the
+development videos of the data directory) over seeded evaluation episodes the pipeline never saw. Stages whose
 output is already in the run directory are reused (``--fresh`` redoes them).
 
-Targets (issue 3), adapter masks: recall >= 0.9 in every mode; IoU >= 0.7 in train and color_hard,
->= 0.6 in the video modes. The script prints the table, the time of each stage and which targets are
-met (at the preset's ``adapter_threshold``, 0.5), the adapter's scores at other thresholds, and
+Targets (issue 27), adapter masks: IoU >= 0.3 and recall >= 0.85 in every mode; IoU >= 0.7 in train
+and color_easy, >= 0.6 in color_hard and video_easy, >= 0.5 in video_hard. The script prints the
+table, the time of each stage, the Transporter's health and restarts, and which targets are met (at
+the preset's ``adapter_threshold``, 0.5), the adapter's scores at other thresholds, and
 writes ``mask_quality.json`` into each run directory (and into ``--record DIR`` as
 ``TASK-PRESET-seedS.json``, the small file a measurement commits).
 """
@@ -43,9 +44,12 @@ from vai.vision.backgrounds import describe_pool
 from vai.vision.collect import collect
 from vai.vision.evaluate import markdown_table, sweep_table
 
-TARGETS = {"train": 0.7, "color_hard": 0.7, "video_easy": 0.6, "video_hard": 0.6}
-"""Least adapter IoU per mode; recall must be >= RECALL everywhere."""
-RECALL = 0.9
+TARGETS = {"train": 0.7, "color_easy": 0.7, "color_hard": 0.6, "video_easy": 0.6, "video_hard": 0.5}
+"""Least adapter IoU per mode (issue 27); recall must be >= RECALL and IoU >= FLOOR everywhere.
+``train``, ``color_easy`` and ``video_easy`` are the validation modes, ``color_hard`` and ``video_hard``
+the test: no setting is chosen from the latter (docs/fidelity.md, the validation protocol)."""
+RECALL = 0.85
+FLOOR = 0.3
 
 
 def default_data_dir() -> Path | None:
@@ -77,7 +81,7 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         timed("collect", times, collect, task, preset.collect_frames, run.frames, args.seed, data_dir)
         fresh = True
     if fresh or not run.counterfactual.is_file():
-        timed("keypoints", times, stages.keypoints_stage, context, preset)
+        timed("keypoints", times, stages.keypoints_stage, context, preset, say=print)
         fresh = True
     if fresh or not run.adapter.is_file():
         timed("adapter", times, stages.adapter_stage, context, preset, backgrounds=args.backgrounds)
@@ -100,7 +104,8 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
     for mode, least in TARGETS.items():
         scores = results[mode]["adapter"]
         if scores["iou"] < least:
-            missed.append(f"{mode} IoU {scores['iou']:.3f} < {least}")
+            collapse = " (collapse)" if scores["iou"] < FLOOR else ""
+            missed.append(f"{mode} IoU {scores['iou']:.3f} < {least}{collapse}")
         if scores["recall"] < RECALL:
             missed.append(f"{mode} recall {scores['recall']:.3f} < {RECALL}")
     print(f"  targets: {'all met' if not missed else 'missed: ' + '; '.join(missed)}\n", flush=True)
@@ -115,6 +120,7 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         "machine": machine(args.device),
         "commit": checkout_commit(),
         "seconds": times,
+        "transporter": transporter_record(run),
         "results": results,
         "adapter_by_threshold": sweep,
         "missed": missed,
@@ -124,6 +130,16 @@ def run_task(task: str, args: argparse.Namespace, data_dir: Path | None) -> dict
         args.record.mkdir(parents=True, exist_ok=True)
         (args.record / f"{task}-{preset.name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def transporter_record(run: RunDir) -> dict:
+    """The kept Transporter's seed, health and restarts, from the run's keypoints record."""
+    try:
+        record = json.loads(run.keypoints_record.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("seed", "final_loss", "steps", "restarts", "kept", "collapsed", "health", "attempts")
+    return {key: record[key] for key in keys if key in record}
 
 
 def machine(device: str) -> str:

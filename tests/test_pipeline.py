@@ -65,8 +65,11 @@ def test_the_stages_that_train_print_their_progress(run_dir):
     printed = run_dir.with_suffix(".stdout").read_text()
     for stage in ("keypoints", "adapter"):  # TINY_VISION: 2 steps each
         lines = [line.strip() for line in printed.splitlines() if line.strip().startswith(f"{stage} ")]
-        assert lines and lines[-1].startswith(f"{stage} 2/2 (100%) | loss "), printed
+        assert lines and re.match(rf"{stage} 2/2 \(100%\)( \| restart \d of \d)? \| loss ", lines[-1]), printed
         assert all(" | " in line for line in lines)
+    # Each Transporter's masks are checked without labels, in one line, and the report says which was kept.
+    assert re.search(r"Transporter seed \d+: (masks healthy|collapsed)", printed), printed
+    assert re.search(r"Transporter of seed \d+.*: (masks healthy|collapsed)", (run_dir / "report.md").read_text())
 
 
 def test_every_artifact_is_written(run_dir):

@@ -38,6 +38,7 @@ def test_each_numeric_field_takes_positive_numbers_unless_it_says_otherwise():
         "mask_threshold",
         "adapter_threshold",
         "adapter_boxes",
+        "transporter_restarts",
         "adapter_box_mean",
         "adapter_box_std",
         "adapter_hue_std",

@@ -244,7 +244,9 @@ def vision_stages(context: RunContext, vision, backgrounds: Path | None, stage: 
         log=lambda message: log(f"  {message}"),
     )
     keypoints_log = step_lines("keypoints", vision.transporter_steps, log)
-    stage("keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision, log=keypoints_log)
+    stage(
+        "keypoints", run.counterfactual.is_file(), stages.keypoints_stage, context, vision, log=keypoints_log, say=log
+    )
     adapter_log = step_lines("adapter", vision.adapter_steps, log)
     adapter_done = run.adapter.is_file()
     stage("adapter", adapter_done, stages.adapter_stage, context, vision, backgrounds=backgrounds, log=adapter_log)
@@ -281,6 +283,23 @@ def _finish(context: RunContext, agents: dict[str, AgentDir], config, seconds, l
     log(f"wrote {run.report}")
 
 
+def transporter_line(run: RunDir) -> str:
+    """One sentence on the kept Transporter: its seed, its masks' health without labels, the restarts."""
+    import json
+
+    from vai.vision.health import MaskHealth
+
+    try:
+        record = json.loads(run.keypoints_record.read_text())
+        fields = {name: record["health"][name] for name in ("foreground", "static", "constancy", "moving")}
+        health = MaskHealth(**fields)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "Transporter: no health record (keypoints.json predates it)."
+    restarts = record.get("restarts", 0)
+    tried = f", after {restarts} restart{'s' * (restarts != 1)}" if restarts else ""
+    return f"Transporter of seed {record.get('seed')}{tried}: {health.summary()} (no labels used)."
+
+
 def write_report(run: RunDir, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:
     from vai.atomic import write_text_atomic
     from vai.report import EPISODES_COMPARED
@@ -294,7 +313,7 @@ def write_report(run: RunDir, task: str, config: dict, seconds: dict, learned: d
         f"Every setting: [{settings}]({settings})."
     )
     lines += ["", "Stage times (this invocation): " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), ""]
-    lines += ["## Attention", "", run.masks_table.read_text(), "", f"![masks]({masks})", ""]
+    lines += ["## Attention", "", transporter_line(run), "", run.masks_table.read_text(), "", f"![masks]({masks})", ""]
     lines += [
         f"What the policy sees in `{showcase_mode}`: [{video}]({video}) (observation | adapter mask | adapted input).",
         "",

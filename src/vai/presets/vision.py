@@ -36,6 +36,10 @@ class VisionPreset:
     keypoint_std: float = 0.1
     """Width of the Gaussian keypoint maps in training, exp(-d^2 / std^2) in the [-1, 1] coordinate
     units (VAI: 0.1)."""
+    transporter_restarts: int = setting(0, minimum=0)
+    """Transporters trained again from other seeds when the masks of one collapse (``vai.vision.health``);
+    the first healthy one is kept, else the least collapsed (VAI: 0, it keeps the one it trained; the
+    check itself always runs and reports)."""
     max_pair_gap: int = 20
     """A training pair's target is 0 to this - 1 steps after its source, same episode (VAI: 20)."""
     mask_keypoint_std: float = 0.25
@@ -149,8 +153,9 @@ VISION_PRESETS: dict[str, VisionPreset] = {
         transporter_size=64,
         transporter_batch=16,
         transporter_channels=16,
-        transporter_steps=500,
-        transporter_lr_every=38,
+        transporter_steps=1500,
+        transporter_lr_every=114,
+        transporter_restarts=2,
         adapter_batch=32,
         adapter_steps=400,
         adapter_lr_every=30,

@@ -62,12 +62,24 @@ def _write_json(data: dict, path: Path) -> None:
     write_json_atomic(data, path)
 
 
-def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> dict:
-    """Step 1: train the Transporter on the run's frames, then make the counterfactual masks."""
+RESTART_SEED = 1000
+"""A restarted Transporter trains from the run's seed + this times the restart's number."""
+
+
+def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=None) -> dict:
+    """Step 1: train the Transporter on the run's frames, then make the counterfactual masks.
+
+    The masks are checked without labels (:mod:`vai.vision.health`); where they collapse, a
+    Transporter from another seed trains, up to ``preset.transporter_restarts`` times, and the first
+    healthy one is kept, else the least collapsed. ``say`` receives one line per Transporter (what its
+    masks look like) and one for the choice; ``log`` the training's progress, with ``restart`` counting
+    the restarts. keypoints.json records every attempt and which one was kept."""
+    from vai.vision.health import mask_health
     from vai.vision.keypoints import save_transporter, train_transporter
     from vai.vision.masks import counterfactual_masks
 
     task, run, device = context.task, context.run, context.device
+    say = say or (lambda line: None)
     store = _frames(context)
     _, lengths = np.unique(store.episode, return_counts=True)
     if not np.any(lengths >= 2):
@@ -76,11 +88,34 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> d
             f"of frames of one episode: collect more (vai collect {task} --run {run.path} --extend --frames 1000)"
         )
     with owning(run.path), torch_threads(stage_threads()):
-        model, metrics = train_transporter(
-            preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=context.seed, log=log
-        )
-        start = time.perf_counter()
-        masks = counterfactual_masks(model, store.frames, preset, device=device)
+        attempts, kept = [], None
+        for restart in range(preset.transporter_restarts + 1):
+            seed = context.seed + RESTART_SEED * restart
+            logged = log
+            if log is not None and restart:
+                logged = _counting_restarts(log, restart, preset.transporter_restarts)
+            model, metrics = train_transporter(
+                preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=seed, log=logged
+            )
+            start = time.perf_counter()
+            masks = counterfactual_masks(model, store.frames, preset, device=device)
+            health = mask_health(masks, store.frames)
+            summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
+            summary.update(
+                seed=seed,
+                mask_seconds=time.perf_counter() - start,
+                mask_foreground_fraction=float(masks.mean()),
+                health=health.as_dict(),
+            )
+            attempts.append({**summary, "loss_curve": metrics["loss_curve"]})
+            say(f"  Transporter seed {seed}: {health.summary()}")
+            if kept is None or health.badness() < kept[2].badness():
+                kept = (model, masks, health, len(attempts) - 1)
+            if not health.collapsed:
+                break
+        model, masks, health, index = kept
+        if len(attempts) > 1 or health.collapsed:
+            say(_choice_line(attempts, index, health))
         save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
         meta = {
             "threshold": preset.mask_threshold,
@@ -89,11 +124,44 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None) -> d
             "preset": preset.name,
         }
         save_counterfactual_masks(masks, store, run.counterfactual, meta)
-        summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
-        summary.update(mask_seconds=time.perf_counter() - start, mask_foreground_fraction=float(masks.mean()))
-        record = {"preset": preset.name, "seed": context.seed, **summary, "loss_curve": metrics["loss_curve"]}
+        chosen = attempts[index]
+        summary = {key: value for key, value in chosen.items() if key != "loss_curve"}
+        summary.update(restarts=len(attempts) - 1, kept=index, collapsed=health.collapsed)
+        record = {
+            "preset": preset.name,
+            "seed": context.seed,
+            **summary,
+            "loss_curve": chosen["loss_curve"],
+            "attempts": [{k: v for k, v in attempt.items() if k != "loss_curve"} for attempt in attempts],
+        }
         _write_json(record, run.keypoints_record)
         return summary
+
+
+def _counting_restarts(log, restart: int, restarts: int):
+    """``log`` with each call's values telling which restart is training."""
+
+    def logged(values: dict) -> None:
+        log({**values, "restart": restart, "restarts": restarts})
+
+    return logged
+
+
+def _choice_line(attempts: list[dict], index: int, health) -> str:
+    """One line: which of several Transporters the run keeps, and whether its masks still collapse."""
+    seed = attempts[index]["seed"]
+    if len(attempts) == 1:
+        return (
+            f"  keypoints: kept the collapsed Transporter of seed {seed} (transporter_restarts is 0), and the adapter "
+            "will learn its masks: more transporter_steps or transporter_restarts may help"
+        )
+    if not health.collapsed:
+        return f"  keypoints: kept the Transporter of seed {seed} (restart {index} of {len(attempts) - 1})"
+    return (
+        f"  keypoints: every Transporter collapsed ({len(attempts)} tried); kept the least collapsed, seed {seed} "
+        f"({'; '.join(health.problems)}), and the adapter will learn its masks: more transporter_steps or "
+        "transporter_restarts may help"
+    )
 
 
 def adapter_stage(context: RunContext, preset: VisionPreset, *, backgrounds: Path | None = None, log=None) -> dict:
@@ -251,7 +319,7 @@ def _context(args: argparse.Namespace, data_dir=None) -> RunContext:
 def _run_keypoints(args: argparse.Namespace) -> int:
     context = _context(args)
     preset = override(get_vision_preset(args.preset), args.set)
-    summary = keypoints_stage(context, preset, log=step_lines("keypoints", preset.transporter_steps))
+    summary = keypoints_stage(context, preset, log=step_lines("keypoints", preset.transporter_steps), say=print)
     run = context.run
     print(f"wrote {run.transporter} and {run.counterfactual} (final loss {summary['final_loss']:.4f})")
     return 0
