@@ -4,8 +4,10 @@
     python benchmarks/mask_table.py results/mask_quality/before results/mask_quality/after --source counterfactual
 
 A row per record folder and task, a column per mode: the mean IoU / precision / recall over the seeds found
-(``--source`` adapter, the default, or counterfactual), followed by each seed's IoU, so a reader sees the spread
-behind the mean. A row names the folder, the preset, the image pool and the commits of its records.
+(``--source`` adapter, the default, or counterfactual), the worst seed's IoU and recall in brackets after their
+means, so a reader sees the seed that fails beside the mean. A row names the folder, the preset, the image pool
+and the commits of its records, and how many of its kept Transporters the collapse checks passed (with the
+restarts they took). A mode a record did not measure shows a dash.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("train", "color_hard", "video_easy", "video_hard")
+MODES = ("train", "color_easy", "color_hard", "video_easy", "video_hard")
 
 
 def load_records(folder: Path) -> dict[tuple[str, str], list[dict]]:
@@ -32,15 +34,28 @@ def load_records(folder: Path) -> dict[tuple[str, str], list[dict]]:
 
 
 def cell(records: list[dict], mode: str, source: str) -> str:
-    """``IoU / precision / recall`` (means) then the seeds' IoUs in brackets. A mask set with no foreground
-    at all has no precision (nan); the precision's mean then covers the other seeds and is marked ``*``."""
+    """``IoU (worst) / precision / recall (worst)``: means over the seeds, the worst seed's IoU and recall in
+    brackets. A mask set with no foreground at all has no precision (nan); the precision's mean then covers
+    the other seeds and is marked ``*``."""
+    if any(mode not in record["results"] for record in records):
+        return "-"
     scores = [record["results"][mode][source] for record in records]
     with warnings.catch_warnings():  # every seed without foreground: the mean stays nan
         warnings.simplefilter("ignore", RuntimeWarning)
         means = [float(np.nanmean([score[key] for score in scores])) for key in ("iou", "precision", "recall")]
     undefined = "*" if any(math.isnan(score["precision"]) for score in scores) else ""
-    seeds = ", ".join(f"{score['iou']:.2f}" for score in scores)
-    return f"{means[0]:.2f} / {means[1]:.2f}{undefined} / {means[2]:.2f} ({seeds})"
+    worst_iou, worst_recall = min(score["iou"] for score in scores), min(score["recall"] for score in scores)
+    return f"{means[0]:.2f} ({worst_iou:.2f}) / {means[1]:.2f}{undefined} / {means[2]:.2f} ({worst_recall:.2f})"
+
+
+def transporters(records: list[dict]) -> str:
+    """``healthy/seeds`` of the kept Transporters, ``+N`` restarts; a dash for records without the checks."""
+    kept = [record.get("transporter", {}) for record in records]
+    if not all("collapsed" in transporter for transporter in kept):
+        return "-"
+    healthy = sum(not transporter["collapsed"] for transporter in kept)
+    restarts = sum(transporter.get("restarts", 0) for transporter in kept)
+    return f"{healthy}/{len(kept)} healthy" + (f", {restarts} restarts" if restarts else "")
 
 
 def main() -> None:
@@ -48,9 +63,9 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="folders of mask_quality.py --record")
     parser.add_argument("--source", choices=("adapter", "counterfactual"), default="adapter")
     args = parser.parse_args()
-    print(f"{args.source} masks: IoU / precision / recall, mean over seeds (each seed's IoU)\n")
-    print("| records | task | seeds | " + " | ".join(f"`{mode}`" for mode in MODES) + " |")
-    print("|---" * (3 + len(MODES)) + "|")
+    print(f"{args.source} masks: IoU (worst seed) / precision / recall (worst seed), mean over seeds\n")
+    print("| records | task | seeds | Transporters | " + " | ".join(f"`{mode}`" for mode in MODES) + " |")
+    print("|---" * (4 + len(MODES)) + "|")
     for folder in args.folders:
         for (task, preset), records in sorted(load_records(folder).items()):
             commits = ", ".join(sorted({record["commit"] for record in records}))
@@ -58,7 +73,7 @@ def main() -> None:
             seeds = ", ".join(str(record["seed"]) for record in records)
             label = f"{folder.name} ({preset}, {pool}, {commits})"
             cells = " | ".join(cell(records, mode, args.source) for mode in MODES)
-            print(f"| {label} | {task} | {seeds} | {cells} |")
+            print(f"| {label} | {task} | {seeds} | {transporters(records)} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -31,15 +31,28 @@ def test_mask_table_averages_the_recorded_seeds(tmp_path: Path) -> None:
     loaded = [json.loads(path.read_text()) for path in records]
     seeds = ", ".join(str(r["seed"]) for r in loaded) + ", 99"
     assert cells[2] == seeds
+    assert cells[3] == "-"  # these records predate the collapse checks
     ious = [r["results"]["train"]["adapter"]["iou"] for r in loaded] + [0.0]
     precisions = [r["results"]["train"]["adapter"]["precision"] for r in loaded]
     recalls = [r["results"]["train"]["adapter"]["recall"] for r in loaded] + [0.0]
     expected = (
-        f"{sum(ious) / len(ious):.2f} / {sum(precisions) / len(precisions):.2f}* / {sum(recalls) / len(recalls):.2f}"
-        f" ({', '.join(f'{iou:.2f}' for iou in ious)})"
+        f"{sum(ious) / len(ious):.2f} ({min(ious):.2f}) / {sum(precisions) / len(precisions):.2f}* / "
+        f"{sum(recalls) / len(recalls):.2f} ({min(recalls):.2f})"
     )
-    assert cells[3] == expected
-    assert "*" not in cells[4]  # color_hard: every seed has a precision
+    assert cells[4] == expected
+    assert cells[5] == "-"  # color_easy: not measured by these records
+    assert "*" not in cells[6]  # color_hard: every seed has a precision
+
+
+def test_mask_table_counts_the_healthy_transporters_and_their_restarts(tmp_path: Path) -> None:
+    records = sorted((ROOT / "results" / "mask_quality" / "before").glob("walker_walk-*.json"))[:2]
+    for path, kept in zip(records, ({"collapsed": False, "restarts": 0}, {"collapsed": True, "restarts": 2})):
+        record = json.loads(path.read_text())
+        record["transporter"] = kept
+        (tmp_path / path.name).write_text(json.dumps(record))
+    out = run_script("mask_table.py", str(tmp_path))
+    row = next(line for line in out.splitlines() if "walker_walk" in line)
+    assert [cell.strip() for cell in row.strip("|").split("|")][3] == "1/2 healthy, 2 restarts"
 
 
 def run_script(name: str, *arguments: str) -> str:

@@ -92,6 +92,7 @@ def test_a_collapsed_transporter_is_reported_restarted_and_recorded(tmp_path, da
     assert [attempt["seed"] for attempt in record["attempts"]] == [0, RESTART_SEED, 2 * RESTART_SEED]
     assert all(attempt["health"]["collapsed"] for attempt in record["attempts"])
     assert record["seed"] == record["attempts"][record["kept"]]["seed"]
+    assert not list(run.glob("*.partial.pt"))  # each training's resumable state is gone once it ends
     lines = result.stdout.splitlines()
     assert sum("collapsed:" in line and "Transporter seed" in line for line in lines) == 3
     assert sum("every Transporter collapsed" in line for line in lines) == 1

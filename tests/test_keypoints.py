@@ -274,6 +274,54 @@ def test_training_is_reproducible_from_the_seed():
     assert runs[0] != other
 
 
+class Stop(Exception):
+    """Raised from the log callback: the training is killed part of the way."""
+
+
+def test_a_killed_training_resumes_from_its_partial_checkpoint_and_ends_as_if_never_stopped(tmp_path):
+    frames, episodes, _, _ = square_frames(count=24)
+    preset = small_preset(transporter_size=32, transporter_batch=4, transporter_steps=8, max_pair_gap=4)
+    preset = dataclasses.replace(preset, transporter_lr_every=3)  # the schedule's state matters too
+    partial = tmp_path / "transporter-seed3.partial.pt"
+    whole, whole_metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=3)
+
+    def stop_at_five(values):
+        if values["step"] == 5:
+            raise Stop
+
+    with pytest.raises(Stop):  # saves after every step (save_seconds=0), dies after step 5
+        train_transporter(
+            preset, frames, episodes, 2, channels=4, seed=3, log=stop_at_five, partial=partial, save_seconds=0
+        )
+    assert partial.is_file()
+    resumed, metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=3, partial=partial)
+    assert metrics["resumed_at"] == 4 and whole_metrics["resumed_at"] == 0  # step 5 had not been saved yet
+    assert metrics["loss_curve"] == whole_metrics["loss_curve"]
+    for name, value in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name
+    assert not partial.exists()  # removed once the training ends
+
+
+def test_a_partial_checkpoint_of_another_training_or_a_damaged_one_is_replaced(tmp_path):
+    frames, episodes, _, _ = square_frames(count=24)
+    preset = small_preset(transporter_size=32, transporter_batch=4, transporter_steps=4, max_pair_gap=4)
+    partial = tmp_path / "partial.pt"
+
+    def stop_at_three(values):
+        if values["step"] == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_transporter(
+            preset, frames, episodes, 2, channels=4, seed=3, log=stop_at_three, partial=partial, save_seconds=0
+        )
+    _, metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=4, partial=partial)  # another seed
+    assert metrics["resumed_at"] == 0
+    partial.write_bytes(b"not a checkpoint")
+    _, metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=3, partial=partial)
+    assert metrics["resumed_at"] == 0 and not partial.exists()
+
+
 # -- Checkpoints ----------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ stages of one preset meet in one directory and a ``quick`` run never meets a ``p
     RUN/run.json                        every resolved setting of ``vai run``
     RUN/frames.npz, frames.masks.npz    step 0 (the masks: ground truth, measurement only)
     RUN/transporter.safetensors         step 1; keypoints.json: its training record
+    RUN/transporter-seedS.partial.pt    step 1 while it trains: where a killed stage resumes
     RUN/counterfactual.npz              step 1: the adapter's targets
     RUN/adapter.safetensors             step 2; adapter.json: its training record and image pool
     RUN/masks_eval.json, masks_eval.md  the masks against ground truth; masks.png: their picture
@@ -129,6 +130,10 @@ class RunDir:
     def keypoints_record(self) -> Path:
         """The Transporter's training record and loss curve."""
         return self.path / "keypoints.json"
+
+    def partial_transporter(self, seed: int) -> Path:
+        """The training state of the keypoints stage's Transporter of ``seed``, while it trains."""
+        return self.path / f"transporter-seed{seed}.partial.pt"
 
     @property
     def counterfactual(self) -> Path:

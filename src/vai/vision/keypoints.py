@@ -21,6 +21,7 @@ Example, as the CLI's keypoints stage calls it::
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -32,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vai.checkpoints import CheckpointFormat, load_tensors, save_tensors
+from vai.checkpoints import CheckpointFormat, load_payload, load_tensors, save_payload, save_tensors
+from vai.errors import UserError
 from vai.presets.vision import VisionPreset
 from vai.tasks import IMAGE_SIZE
 
@@ -49,6 +51,19 @@ CHECKPOINT = CheckpointFormat(
     version_in_name=True,
 )
 """The Transporter's files: safetensors whose metadata records ``vai.transporter/2`` and the model's shape."""
+
+PARTIAL = CheckpointFormat(
+    name="vai.transporter-partial",
+    version=1,
+    kind="partial Transporter training",
+    fix="delete it to train the Transporter from its first step",
+    changes="",
+)
+"""A Transporter's training state part of the way through (weights, Adam, schedule, pair sampler,
+losses so far): the keypoints stage writes one every ``SAVE_SECONDS`` and resumes from it."""
+
+SAVE_SECONDS = 120.0
+"""Seconds of training between two partial checkpoints: a killed paper run on a CPU loses at most this."""
 
 _PREPARE_CHUNK = 512
 """Frames resized at once when preparing a data set (bounds the float copy in memory)."""
@@ -317,6 +332,8 @@ def train_transporter(
     seed: int = 0,
     log: Callable[[dict[str, float]], None] | None = None,
     channels: int | None = None,
+    partial: str | os.PathLike[str] | None = None,
+    save_seconds: float = SAVE_SECONDS,
 ) -> tuple[Transporter, dict]:
     """Train a Transporter on stored frames; return it in eval mode and its metrics.
 
@@ -327,8 +344,14 @@ def train_transporter(
     ``channels`` is the encoder width (default: the preset's ``transporter_channels``).
     ``log({"step", "loss", "lr"})`` is called about 20 times, ``step`` counting the steps done.
 
+    ``partial``: a file for the training's state (:data:`PARTIAL`), written every ``save_seconds`` of
+    training and removed at the end. Where it holds the state of this very training (same settings,
+    keypoints, seed and frames), training resumes from it and ends as it would have uninterrupted;
+    a file of another training, or an unreadable one, is replaced.
+
     Metrics: ``loss_curve`` (every step), ``final_loss`` (mean of the last 10 steps),
-    ``seconds_per_step``, ``steps``, ``parameters``.
+    ``seconds_per_step`` (over the steps this call trained), ``steps``, ``resumed_at`` (0 unless
+    resumed), ``parameters``.
     """
     frames = np.asarray(frames)
     episodes = np.asarray(episodes)
@@ -357,9 +380,11 @@ def train_transporter(
     steps = preset.transporter_steps
     losses = torch.zeros(steps, device=device)  # filled on the device: no host sync per step
     log_every = max(1, steps // 20)
+    identity = _training_identity(preset, frames, task_keypoints, channels, seed)
+    first = _resume(partial, identity, model, optimizer, schedule, rng, losses) if partial else 0
 
-    started = time.perf_counter()
-    for step in range(steps):
+    started = last_save = time.perf_counter()
+    for step in range(first, steps):
         source_index, target_index = _sample_pairs(starts, preset.transporter_batch, preset.max_pair_gap, rng)
         source = channels_last(dataset[torch.from_numpy(source_index).to(device)].float() / 255.0)
         target = channels_last(dataset[torch.from_numpy(target_index).to(device)].float() / 255.0)
@@ -371,18 +396,70 @@ def train_transporter(
         losses[step] = loss.detach()
         if log is not None and (step % log_every == 0 or step == steps - 1):
             log({"step": step + 1, "loss": float(losses[step]), "lr": optimizer.param_groups[0]["lr"]})
+        if partial and step < steps - 1 and time.perf_counter() - last_save >= save_seconds:
+            _save_partial(partial, identity, step + 1, model, optimizer, schedule, rng, losses)
+            last_save = time.perf_counter()
     loss_curve = losses.tolist()  # waits for the device, so the timing below is complete
     seconds = time.perf_counter() - started
+    if partial:
+        Path(partial).unlink(missing_ok=True)
 
     model.to(memory_format=torch.contiguous_format).eval()
     metrics = {
         "loss_curve": loss_curve,
         "final_loss": float(np.mean(loss_curve[-10:])) if steps else float("nan"),
-        "seconds_per_step": seconds / steps if steps else float("nan"),
+        "seconds_per_step": seconds / (steps - first) if steps > first else float("nan"),
         "steps": steps,
+        "resumed_at": first,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     return model, metrics
+
+
+def _training_identity(preset: VisionPreset, frames: np.ndarray, keypoints: int, channels: int, seed: int) -> dict:
+    """What makes two trainings the same one: every setting the loop reads, the seed, and the frames."""
+    fields = ("transporter_size", "transporter_batch", "transporter_steps", "transporter_lr", "transporter_lr_decay")
+    fields += ("transporter_lr_every", "keypoint_std", "max_pair_gap")
+    sampled = frames[:: max(1, len(frames) // 64)]  # a fingerprint of the frames, cheap for 5000 of them
+    return {
+        **{name: repr(getattr(preset, name)) for name in fields},
+        "keypoints": keypoints,
+        "channels": channels,
+        "seed": seed,
+        "frames": f"{frames.shape} {hashlib.sha256(sampled.tobytes()).hexdigest()}",
+    }
+
+
+def _save_partial(path, identity: dict, done: int, model, optimizer, schedule, rng, losses) -> None:
+    payload = {
+        "identity": identity,
+        "done": done,
+        "model": {name: value.detach().cpu() for name, value in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "sampler": rng.bit_generator.state,
+        "losses": losses[:done].detach().cpu(),
+    }
+    save_payload(PARTIAL, payload, "model", path)
+
+
+def _resume(path, identity: dict, model, optimizer, schedule, rng, losses) -> int:
+    """Load the state of a partial training into the given objects; the steps it had done (0: none)."""
+    if not Path(path).is_file():
+        return 0
+    try:
+        payload = load_payload(PARTIAL, "model", path)
+        if payload.get("identity") != identity:
+            return 0
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        schedule.load_state_dict(payload["schedule"])
+        rng.bit_generator.state = payload["sampler"]
+        done = int(payload["done"])
+        losses[:done] = payload["losses"].to(losses.device)
+    except (UserError, KeyError, ValueError, TypeError, RuntimeError):
+        return 0  # another vai's or a damaged file: train from the start and replace it
+    return done
 
 
 # -- Checkpoints ----------------------------------------------------------------------------------

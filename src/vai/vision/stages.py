@@ -95,8 +95,17 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=
             if log is not None and restart:
                 logged = _counting_restarts(log, restart, preset.transporter_restarts)
             model, metrics = train_transporter(
-                preset, store.frames, store.episode, KEYPOINTS[task], device=device, seed=seed, log=logged
+                preset,
+                store.frames,
+                store.episode,
+                KEYPOINTS[task],
+                device=device,
+                seed=seed,
+                log=logged,
+                partial=run.partial_transporter(seed),
             )
+            if metrics["resumed_at"]:
+                say(f"  Transporter seed {seed}: resumed at step {metrics['resumed_at']} from its partial checkpoint")
             start = time.perf_counter()
             masks = counterfactual_masks(model, store.frames, preset, device=device)
             health = mask_health(masks, store.frames)
