@@ -73,12 +73,12 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=
     Transporter from another seed trains, up to ``preset.transporter_restarts`` times, and the first
     healthy one is kept, else the least collapsed. ``say`` receives one line per Transporter (what its
     masks look like) and one for the choice; ``log`` the training's progress, with ``restart`` counting
-    the restarts. keypoints.json records every attempt and which one was kept."""
-    from vai.vision.health import mask_health
-    from vai.vision.keypoints import save_transporter, train_transporter
-    from vai.vision.masks import counterfactual_masks
+    the restarts. keypoints.json records every attempt and which one was kept. A Transporter's training
+    state is saved every few minutes (RUN/transporter-seedS.partial.pt), so a stage killed part of the
+    way resumes where it was when run again; restarts that had finished train again, from their seeds."""
+    from vai.vision.keypoints import save_transporter
 
-    task, run, device = context.task, context.run, context.device
+    task, run = context.task, context.run
     say = say or (lambda line: None)
     store = _frames(context)
     _, lengths = np.unique(store.episode, return_counts=True)
@@ -88,41 +88,7 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=
             f"of frames of one episode: collect more (vai collect {task} --run {run.path} --extend --frames 1000)"
         )
     with owning(run.path), torch_threads(stage_threads()):
-        attempts, kept = [], None
-        for restart in range(preset.transporter_restarts + 1):
-            seed = context.seed + RESTART_SEED * restart
-            logged = log
-            if log is not None and restart:
-                logged = _counting_restarts(log, restart, preset.transporter_restarts)
-            model, metrics = train_transporter(
-                preset,
-                store.frames,
-                store.episode,
-                KEYPOINTS[task],
-                device=device,
-                seed=seed,
-                log=logged,
-                partial=run.partial_transporter(seed),
-            )
-            if metrics["resumed_at"]:
-                say(f"  Transporter seed {seed}: resumed at step {metrics['resumed_at']} from its partial checkpoint")
-            start = time.perf_counter()
-            masks = counterfactual_masks(model, store.frames, preset, device=device)
-            health = mask_health(masks, store.frames)
-            summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
-            summary.update(
-                seed=seed,
-                mask_seconds=time.perf_counter() - start,
-                mask_foreground_fraction=float(masks.mean()),
-                health=health.as_dict(),
-            )
-            attempts.append({**summary, "loss_curve": metrics["loss_curve"]})
-            say(f"  Transporter seed {seed}: {health.summary()}")
-            if kept is None or health.badness() < kept[2].badness():
-                kept = (model, masks, health, len(attempts) - 1)
-            if not health.collapsed:
-                break
-        model, masks, health, index = kept
+        model, masks, health, attempts, index = _healthy_transporter(context, preset, store, log, say)
         if len(attempts) > 1 or health.collapsed:
             say(_choice_line(attempts, index, health))
         save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
@@ -138,13 +104,57 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=
         summary.update(restarts=len(attempts) - 1, kept=index, collapsed=health.collapsed)
         record = {
             "preset": preset.name,
-            "seed": context.seed,
+            "run_seed": context.seed,
             **summary,
             "loss_curve": chosen["loss_curve"],
             "attempts": [{k: v for k, v in attempt.items() if k != "loss_curve"} for attempt in attempts],
         }
         _write_json(record, run.keypoints_record)
         return summary
+
+
+def _healthy_transporter(context: RunContext, preset: VisionPreset, store: FrameStore, log, say):
+    """Transporters from the run's seed on, until one's masks pass the checks or the restarts run out:
+    (model, masks, health) of the first healthy one, else of the least collapsed, the attempts' records
+    and the kept one's index."""
+    from vai.vision.health import mask_health
+    from vai.vision.keypoints import train_transporter
+    from vai.vision.masks import counterfactual_masks
+
+    attempts, kept = [], None
+    for restart in range(preset.transporter_restarts + 1):
+        seed = context.seed + RESTART_SEED * restart
+        logged = _counting_restarts(log, restart, preset.transporter_restarts) if log and restart else log
+        model, metrics = train_transporter(
+            preset,
+            store.frames,
+            store.episode,
+            KEYPOINTS[context.task],
+            device=context.device,
+            seed=seed,
+            log=logged,
+            partial=context.run.partial_transporter(seed),
+        )
+        if metrics["resumed_at"]:
+            say(f"  Transporter seed {seed}: resumed at step {metrics['resumed_at']} from its partial checkpoint")
+        start = time.perf_counter()
+        masks = counterfactual_masks(model, store.frames, preset, device=context.device)
+        health = mask_health(masks, store.frames)
+        summary = {key: value for key, value in metrics.items() if key != "loss_curve"}
+        summary.update(
+            seed=seed,
+            mask_seconds=time.perf_counter() - start,
+            mask_foreground_fraction=float(masks.mean()),
+            health=health.as_dict(),
+        )
+        attempts.append({**summary, "loss_curve": metrics["loss_curve"]})
+        say(f"  Transporter seed {seed}: {health.summary()}")
+        if kept is None or health.badness() < kept[2].badness():
+            kept = (model, masks, health, len(attempts) - 1)
+        if not health.collapsed:
+            break
+    model, masks, health, index = kept
+    return model, masks, health, attempts, index
 
 
 def _counting_restarts(log, restart: int, restarts: int):
