@@ -90,7 +90,7 @@ def keypoints_stage(context: RunContext, preset: VisionPreset, *, log=None, say=
     with owning(run.path), torch_threads(stage_threads()):
         model, masks, health, attempts, index = _healthy_transporter(context, preset, store, log, say)
         if len(attempts) > 1 or health.collapsed:
-            say(_choice_line(attempts, index, health))
+            say(_choice_line(attempts, index, health, preset.transporter_restarts))
         save_transporter(model, run.transporter)  # once the masks exist: if making them fails, both files stay old
         meta = {
             "threshold": preset.mask_threshold,
@@ -166,7 +166,7 @@ def _counting_restarts(log, restart: int, restarts: int):
     return logged
 
 
-def _choice_line(attempts: list[dict], index: int, health) -> str:
+def _choice_line(attempts: list[dict], index: int, health, restarts: int) -> str:
     """One line: which of several Transporters the run keeps, and whether its masks still collapse."""
     seed = attempts[index]["seed"]
     if len(attempts) == 1:
@@ -175,7 +175,7 @@ def _choice_line(attempts: list[dict], index: int, health) -> str:
             "will learn its masks: more transporter_steps or transporter_restarts may help"
         )
     if not health.collapsed:
-        return f"  keypoints: kept the Transporter of seed {seed} (restart {index} of {len(attempts) - 1})"
+        return f"  keypoints: kept the Transporter of seed {seed} (restart {index} of up to {restarts})"
     return (
         f"  keypoints: every Transporter collapsed ({len(attempts)} tried); kept the least collapsed, seed {seed} "
         f"({'; '.join(health.problems)}), and the adapter will learn its masks: more transporter_steps or "
