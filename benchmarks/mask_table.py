@@ -55,7 +55,7 @@ def transporters(records: list[dict]) -> str:
         return "-"
     healthy = sum(not transporter["collapsed"] for transporter in kept)
     restarts = sum(transporter.get("restarts", 0) for transporter in kept)
-    return f"{healthy}/{len(kept)} healthy" + (f", {restarts} restarts" if restarts else "")
+    return f"{healthy}/{len(kept)} healthy" + (f", {restarts} restart{'s' * (restarts != 1)}" if restarts else "")
 
 
 def main() -> None:
