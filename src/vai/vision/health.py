@@ -37,7 +37,7 @@ MOST_FOREGROUND = 0.5
 LEAST_FOREGROUND = 0.001
 """Masks covering less than this share of the frame (10 pixels of 100x100), on average, are empty."""
 MOST_STATIC = 0.5
-"""Masks whose pixels are more than this share static (never changing in the collection) mark background."""
+"""Masks whose pixels are more than this share static (like the collection's median frame) mark background."""
 MOST_CONSTANT = 0.85
 """Masks whose pixels are marked in more than this share of the frames, on average, do not move."""
 CHANGE = 25
@@ -66,7 +66,7 @@ class MaskHealth:
         if self.foreground < LEAST_FOREGROUND:
             found.append(f"masks are empty ({self.foreground:.2%} of the frame)")
         if self.static > MOST_STATIC:
-            found.append(f"{self.static:.0%} of the masked pixels never change (> {MOST_STATIC:.0%}): background")
+            found.append(f"{self.static:.0%} of the masked pixels look like the median frame (> {MOST_STATIC:.0%}): background")
         if self.constancy > MOST_CONSTANT:
             found.append(f"masks hardly move between frames (constancy {self.constancy:.2f} > {MOST_CONSTANT})")
         return found
