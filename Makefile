@@ -1,4 +1,4 @@
-# make demo      set up, then run the whole VAI pipeline on cartpole_balance (quick preset, about 10 min on 2 cores)
+# make demo      set up, then run the whole VAI pipeline on cartpole_balance (quick preset, about 18 min on 2 cores)
 # make test      set up, then run the test suite
 # make gallery   set up, then render what the agent sees in every test mode
 VENV ?= .venv

@@ -98,7 +98,7 @@ def test_a_collapsed_transporter_is_reported_restarted_and_recorded(tmp_path, da
     assert sum("every Transporter collapsed" in line for line in lines) == 1
     assert any("restart 2 of 2" in line for line in lines)  # the progress lines name the restart
     no_restart = ["--set", "transporter_steps=3", "transporter_batch=4", "transporter_restarts=0"]
-    result = run_vai("keypoints", "cartpole_balance", "--run", str(run), "--preset", "paper", *no_restart, env=env)
+    result = run_vai("keypoints", "cartpole_balance", "--run", str(run), "--preset", "quick", *no_restart, env=env)
     assert result.returncode == 0, result.stderr
     record = json.loads((run / "keypoints.json").read_text())
     assert record["restarts"] == 0 and len(record["attempts"]) == 1 and record["collapsed"]

@@ -162,10 +162,12 @@ VISION_PRESETS: dict[str, VisionPreset] = {
         mask_eval_episodes=2,
     ),
 }
-"""``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized so that ``vai run
---preset quick`` (vision and RL) fits a quarter of an hour on a 2-core CPU: fewer frames, a smaller,
-narrower Transporter, fewer and smaller batches, learning-rate decay on the same schedule relative
-to the run's length; its masks are coarser (``docs/benchmarks.md``)."""
+"""``paper``: VAI's settings, meant for a GPU. ``quick``: the same algorithm sized for a 2-core CPU
+(``vai run --preset quick``, vision and RL, in 15-20 minutes): fewer frames, a smaller, narrower
+Transporter trained half as many steps, fewer and smaller batches, learning-rate decay on the same
+schedule relative to the run's length, and up to two Transporter restarts where the masks collapse;
+its masks are coarser (``docs/benchmarks.md``; the choices and how they were validated:
+``docs/fidelity.md``)."""
 
 
 def get_vision_preset(name: str) -> VisionPreset:
