@@ -66,7 +66,8 @@ class MaskHealth:
         if self.foreground < LEAST_FOREGROUND:
             found.append(f"masks are empty ({self.foreground:.2%} of the frame)")
         if self.static > MOST_STATIC:
-            found.append(f"{self.static:.0%} of the masked pixels look like the median frame (> {MOST_STATIC:.0%}): background")
+            share = f"{self.static:.0%} of the masked pixels"
+            found.append(f"{share} look like the median frame (> {MOST_STATIC:.0%}): background")
         if self.constancy > MOST_CONSTANT:
             found.append(f"masks hardly move between frames (constancy {self.constancy:.2f} > {MOST_CONSTANT})")
         return found
