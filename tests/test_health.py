@@ -31,6 +31,7 @@ def test_the_true_masks_of_a_moving_object_are_healthy(video):
     health = mask_health(truth, frames)
     assert not health.collapsed, health.summary()
     assert health.static < 0.05 and health.constancy < 0.5
+    assert health.coverage > 0.95  # the square is all that differs from the median frame
     assert health.summary().startswith("masks healthy")
 
 
@@ -47,6 +48,7 @@ def test_whole_frame_and_empty_masks_are_collapses(video):
     assert whole.foreground == 1.0 > MOST_FOREGROUND and any("cover 100%" in p for p in whole.problems)
     empty = mask_health(np.zeros_like(truth), frames)
     assert empty.foreground == 0.0 < LEAST_FOREGROUND and any("empty" in p for p in empty.problems)
+    assert whole.coverage == 1.0 and empty.coverage == 0.0
 
 
 def test_masks_on_the_static_background_are_a_collapse(video):

@@ -292,7 +292,7 @@ def transporter_line(run: RunDir) -> str:
     try:
         record = json.loads(run.keypoints_record.read_text())
         fields = {name: record["health"][name] for name in ("foreground", "static", "constancy", "moving")}
-        health = MaskHealth(**fields)
+        health = MaskHealth(**fields, coverage=record["health"].get("coverage", float("nan")))
     except (OSError, ValueError, KeyError, TypeError):
         return "Transporter: no health record (keypoints.json predates it)."
     restarts = record.get("restarts", 0)

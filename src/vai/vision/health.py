@@ -16,6 +16,9 @@ again from another seed, up to the preset's ``transporter_restarts`` times, and 
 healthy Transporter, else the least collapsed one (:meth:`MaskHealth.badness`); the run's record
 says what each attempt measured and which one it kept.
 
+Beside the checks, ``coverage`` (the share of pixels that differ from the median frame that the masks
+mark) estimates recall without labels under a still camera; it is reported, not checked.
+
 The limits are design constants, one value for every task, validated against ground-truth masks in
 ``train`` only (``docs/fidelity.md``, the validation protocol).
 
@@ -56,6 +59,10 @@ class MaskHealth:
     """Mean, over marked pixels, of the share of frames that mark the same pixel (1: one mask for every frame)."""
     moving: float
     """Mean share of a frame's pixels that differ from the collection's median frame (for context)."""
+    coverage: float = float("nan")
+    """Share of those differing pixels the masks mark: a proxy for recall under a still camera, comparable
+    between Transporters of one collection (a moving camera's background differs too, so not across tasks).
+    Reported, not checked."""
 
     @property
     def problems(self) -> list[str]:
@@ -91,7 +98,7 @@ class MaskHealth:
         if not self.collapsed:
             return (
                 f"masks healthy: {self.foreground:.1%} of the frame, {self.static:.0%} static, "
-                f"constancy {self.constancy:.2f}"
+                f"constancy {self.constancy:.2f}, covering {self.coverage:.0%} of what moves"
             )
         return "collapsed: " + "; ".join(self.problems)
 
@@ -121,11 +128,11 @@ def mask_health(masks: np.ndarray, frames: np.ndarray) -> MaskHealth:
         raise ValueError(f"masks {masks.shape} do not match frames {frames.shape}")
     marked = int(np.count_nonzero(masks))
     background = background_frame(frames)
-    static = 0
-    moving = 0
+    static = moving = covered = 0
     for start in range(0, len(frames), 512):  # bounded memory for large collections
         moved = differing(frames[start : start + 512], background)
         static += int(np.count_nonzero(masks[start : start + 512] & ~moved))
+        covered += int(np.count_nonzero(masks[start : start + 512] & moved))
         moving += int(np.count_nonzero(moved))
     static = static / marked if marked else 0.0
     how_often = masks.mean(axis=0)  # per pixel: share of frames that mark it
@@ -135,4 +142,5 @@ def mask_health(masks: np.ndarray, frames: np.ndarray) -> MaskHealth:
         static=static,
         constancy=constancy,
         moving=moving / masks.size,
+        coverage=covered / moving if moving else 0.0,
     )
