@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import damaged_copy
 
+from vai.checkpoints import tensors_digest
 from vai.errors import UserError
 from vai.presets.vision import VISION_PRESETS, VisionPreset
 from vai.vision.keypoints import (
@@ -320,6 +321,20 @@ def test_a_partial_checkpoint_of_another_training_or_a_damaged_one_is_replaced(t
     partial.write_bytes(b"not a checkpoint")
     _, metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=3, partial=partial)
     assert metrics["resumed_at"] == 0 and not partial.exists()
+    # A file of this training whose weights no longer fit (the last one's shape) leaves nothing half-loaded:
+    # torch copies every weight that fits before it raises for the one that does not.
+    with pytest.raises(Stop):
+        train_transporter(
+            preset, frames, episodes, 2, channels=4, seed=3, log=stop_at_three, partial=partial, save_seconds=0
+        )
+    payload = torch.load(partial, weights_only=True)
+    last = next(name for name in reversed(payload["model"]) if name.endswith("weight"))
+    payload["model"][last] = torch.zeros(1)
+    payload["sha256"] = tensors_digest(payload["model"])
+    torch.save(payload, partial)
+    clean = train_transporter(preset, frames, episodes, 2, channels=4, seed=3)[1]["loss_curve"]
+    _, metrics = train_transporter(preset, frames, episodes, 2, channels=4, seed=3, partial=partial)
+    assert metrics["resumed_at"] == 0 and metrics["loss_curve"] == clean
 
 
 # -- Checkpoints ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Has a Transporter collapsed? Unsupervised checks of its counterfactual masks, and restarts.
+"""Has a Transporter collapsed? Checks of its counterfactual masks without labels, for the keypoints stage's restarts.
 
 A Transporter that does not learn to track the agent still gives masks: the same blobs of
 background in every frame, most of the frame, or nothing. Nothing downstream notices (the adapter
@@ -24,7 +24,7 @@ The limits are design constants, one value for every task, validated against gro
 
 Example::
 
-    health = mask_health(masks, store.frames, store.episode)
+    health = mask_health(masks, store.frames)  # masks: counterfactual_masks(model, store.frames, preset)
     if health.collapsed:
         print(health.summary())
 """

@@ -21,6 +21,7 @@ Example, as the CLI's keypoints stage calls it::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -447,6 +448,8 @@ def _resume(path, identity: dict, model, optimizer, schedule, rng, losses) -> in
     """Load the state of a partial training into the given objects; the steps it had done (0: none)."""
     if not Path(path).is_file():
         return 0
+    fresh = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), schedule.state_dict())
+    sampler = rng.bit_generator.state
     try:
         payload = load_payload(PARTIAL, "model", path)
         if payload.get("identity") != identity:
@@ -458,7 +461,13 @@ def _resume(path, identity: dict, model, optimizer, schedule, rng, losses) -> in
         done = int(payload["done"])
         losses[:done] = payload["losses"].to(losses.device)
     except (UserError, KeyError, ValueError, TypeError, RuntimeError):
-        return 0  # another vai's or a damaged file: train from the start and replace it
+        # Another vai's or a damaged file: train from the start (whatever it half-loaded undone) and replace it.
+        model.load_state_dict(fresh[0])
+        optimizer.load_state_dict(fresh[1])
+        schedule.load_state_dict(fresh[2])
+        rng.bit_generator.state = sampler
+        losses.zero_()
+        return 0
     return done
 
 
