@@ -287,17 +287,14 @@ def transporter_line(run: RunDir) -> str:
     """One sentence on the kept Transporter: its seed, its masks' health without labels, the restarts."""
     import json
 
-    from vai.vision.health import MaskHealth
-
     try:
         record = json.loads(run.keypoints_record.read_text())
-        fields = {name: record["health"][name] for name in ("foreground", "static", "constancy", "moving")}
-        health = MaskHealth(**fields, coverage=record["health"].get("coverage", float("nan")))
+        verdict = record["health"]["summary"]
     except (OSError, ValueError, KeyError, TypeError):
         return "Transporter: no health record (keypoints.json predates it)."
     restarts = record.get("restarts", 0)
     tried = f", after {restarts} restart{'s' * (restarts != 1)}" if restarts else ""
-    return f"Transporter of seed {record.get('seed')}{tried}: {health.summary()} (no labels used)."
+    return f"Transporter of seed {record.get('seed')}{tried}: {verdict} (no labels used)."
 
 
 def write_report(run: RunDir, task: str, config: dict, seconds: dict, learned: dict, showcase_mode: str) -> Path:

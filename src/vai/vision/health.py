@@ -103,7 +103,8 @@ class MaskHealth:
         return "collapsed: " + "; ".join(self.problems)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "collapsed": self.collapsed, "problems": self.problems}
+        """The figures, the verdict and its one line, as keypoints.json records them."""
+        return {**asdict(self), "collapsed": self.collapsed, "problems": self.problems, "summary": self.summary()}
 
 
 def background_frame(frames: np.ndarray, sample: int = 500) -> np.ndarray:
