@@ -162,6 +162,19 @@ def test_ray_runs_the_same_sweep_to_the_same_table(sweep_dir, data_dir, tmp_path
         assert remote["vai"][mode]["scores"] == [local["vai"][mode]["scores"][1]]
 
 
+def test_an_oracle_sweep_runs_no_vision_stage_and_names_its_rows(tmp_path, data_dir):
+    out = tmp_path / "oracle"
+    args = sweep_args(out, "--attention", "oracle", "learned", algos=("sac",), seeds="0")
+    result = run_vai(*args, env={"VAI_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert json.loads((out / "sweep.json").read_text())["algorithms"] == ["sac+oracle", "sac"]
+    assert sorted(path.name for path in (out / "results").iterdir()) == [
+        f"{TASK}-sac+oracle-seed0.json",
+        f"{TASK}-sac-seed0.json",
+    ]  # no TASK-vision.json: neither row sees through a learned adapter
+    assert "| sac+oracle |" in (out / "table.md").read_text()
+
+
 def test_seeds_parse_as_ranges_and_lists():
     assert parse_seeds(["0-2"]) == [0, 1, 2]
     assert parse_seeds(["0", "1", "2"]) == [0, 1, 2]

@@ -30,6 +30,10 @@ class PixelEnv(gym.Env):
     ``foreground_mask``: bool (FRAME_STACK, H, W), the agent's pixels of each stacked frame. It is for
     measuring attention only; nothing may train on it.
 
+    With ``oracle=True`` the observations (and ``render``) are that true mask x frame: every pixel
+    off the agent is black, whatever the mode. It is the oracle row of the tables (what a perfect
+    attention adapter would give): a measurement of the method's upper bound, never a preset default.
+
     Actions outside the action space are refused (``ValueError``), never silently clipped; clip a
     scripted policy's output (Meta-World's expert policies exceed [-1, 1]) before stepping.
 
@@ -46,6 +50,7 @@ class PixelEnv(gym.Env):
         max_episode_steps: int,
         foreground_mask: bool,
         render_mode: str | None,
+        oracle: bool = False,
     ):
         if render_mode not in (None, "rgb_array"):
             raise UserError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
@@ -54,7 +59,9 @@ class PixelEnv(gym.Env):
         self.observation_space = gym.spaces.Box(0, 255, (3 * FRAME_STACK, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         self.action_repeat = action_repeat
         self.max_episode_steps = max_episode_steps
-        self.want_foreground_mask = foreground_mask
+        self.oracle = oracle
+        """Observations are true mask x frame (see the class)."""
+        self.want_foreground_mask = foreground_mask or oracle
         self.mode = "train"
         self._pending_mode: str | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=FRAME_STACK)
@@ -171,6 +178,8 @@ class PixelEnv(gym.Env):
 
     def _observe(self) -> tuple[np.ndarray, np.ndarray | None]:
         rgb, mask = self._draw()
+        if self.oracle:
+            rgb = rgb * mask[..., None].astype(np.uint8)
         self._last_rgb = rgb
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)), mask
 

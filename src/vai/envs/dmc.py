@@ -34,6 +34,7 @@ class DMCEnv(PixelEnv):
         foreground_mask: bool = False,
         render_mode: str | None = None,
         video_cache: VideoCache | None = None,
+        oracle: bool = False,
     ):
         self.task = task
         self._data_dir = data_dir
@@ -46,6 +47,7 @@ class DMCEnv(PixelEnv):
             max_episode_steps=task.episode_sim_steps // task.action_repeat,
             foreground_mask=foreground_mask,
             render_mode=render_mode,
+            oracle=oracle,
         )
         physics = self._dm_env.physics
         self._model, self._data = physics.model.ptr, physics.data.ptr

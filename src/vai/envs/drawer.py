@@ -35,6 +35,7 @@ class DrawerEnv(PixelEnv):
         data_dir: Path | None = None,
         foreground_mask: bool = False,
         render_mode: str | None = None,
+        oracle: bool = False,
     ):
         self.task = task
         self._data_dir = data_dir
@@ -54,6 +55,7 @@ class DrawerEnv(PixelEnv):
             max_episode_steps=task.episode_env_steps // task.action_repeat,
             foreground_mask=foreground_mask,
             render_mode=render_mode,
+            oracle=oracle,
         )
         self._model, self._data = sim.model, sim.data
         self._renderer = SceneRenderer(self._model, IMAGE_SIZE, task.camera)

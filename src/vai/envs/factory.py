@@ -20,6 +20,7 @@ def make_env(
     foreground_mask: bool = False,
     render_mode: str | None = None,
     video_cache=None,
+    oracle: bool = False,
 ):
     """A pixel environment for ``task`` in test ``mode``.
 
@@ -29,7 +30,9 @@ def make_env(
         obs, info = env.reset()          # obs: uint8 (9, 100, 100), 3 stacked RGB frames
 
     ``seed`` seeds the first reset (``env.reset(seed=...)`` overrides it). ``foreground_mask=True``
-    adds the ground-truth mask of each stacked frame to ``info`` (for measurement only). Modes switch
+    adds the ground-truth mask of each stacked frame to ``info`` (for measurement only); ``oracle=True``
+    blacks out every pixel off the agent by that mask (the tables' oracle row: what a perfect
+    attention adapter would give; never a preset default). Modes switch
     between episodes with ``env.unwrapped.set_mode(...)`` or ``env.reset(options={"mode": ...})``.
     Pass one ``vai.data.video.VideoCache`` to many environments to decode each video once.
     """
@@ -40,11 +43,11 @@ def make_env(
     if isinstance(preset, DMCTask):
         from vai.envs.dmc import DMCEnv
 
-        env = DMCEnv(preset, mode, directory, foreground_mask, render_mode, video_cache)
+        env = DMCEnv(preset, mode, directory, foreground_mask, render_mode, video_cache, oracle)
     else:
         from vai.envs.drawer import DrawerEnv
 
-        env = DrawerEnv(preset, mode, directory, foreground_mask, render_mode)
+        env = DrawerEnv(preset, mode, directory, foreground_mask, render_mode, oracle)
     if seed is not None:
         env.reset(seed=seed)
     return env

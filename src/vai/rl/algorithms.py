@@ -3,11 +3,17 @@
 All of them are :class:`vai.rl.sac.SACAgent`: the agent looks its spec up once, by name, and its
 observation pipeline and critic branch on the spec's fields (the table under "The agent" in
 docs/design.md says the same in words).
+
+Every algorithm has an *oracle* variant, named ``ALGORITHM+oracle`` (``vai+oracle``, ``sac+oracle``):
+the same agent on observations whose pixels off the agent are black by MuJoCo's segmentation
+(``make_env(..., oracle=True)``), in training and in every evaluation mode. ``vai+oracle`` is VAI
+with a perfect adapter: the upper bound of the method. It is a measurement, never a default, and its
+name says "oracle" in every record and table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,9 @@ class Algorithm:
     convolved_critic: bool = False
     """The critic also fits the clean target on a randomly convolved copy of the batch, the two losses
     weighted by ``svea_alpha`` and ``svea_beta`` (SVEA, Hansen et al. 2021, Eq. 6)."""
+    oracle: bool = False
+    """The environment blacks out every pixel off the agent by its true mask (the oracle row); no
+    learned adapter."""
 
 
 ALGORITHM_SPECS: dict[str, Algorithm] = {
@@ -39,9 +48,32 @@ ALGORITHM_SPECS: dict[str, Algorithm] = {
 """Every algorithm by name, in the order of :data:`vai.presets.rl.ALGORITHMS`."""
 
 
+ORACLE = "+oracle"
+"""The suffix of an algorithm's oracle variant (see the module)."""
+
+
 def algorithm_spec(name: str) -> Algorithm:
-    """The spec of algorithm ``name``; ValueError naming the algorithms for any other name."""
-    try:
-        return ALGORITHM_SPECS[name]
-    except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHM_SPECS)}") from None
+    """The spec of algorithm ``name`` (``ALGORITHM+oracle`` too); ValueError naming the algorithms for
+    any other name."""
+    base = name.removesuffix(ORACLE)
+    if base not in ALGORITHM_SPECS:
+        raise ValueError(
+            f"unknown algorithm {name!r}; choose one of: {', '.join(ALGORITHM_SPECS)} "
+            f"(each also as ALGORITHM{ORACLE}, on true masks)"
+        )
+    spec = ALGORITHM_SPECS[base]
+    return replace(spec, name=name, adapter=False, oracle=True) if name != base else spec
+
+
+def with_attention(name: str, attention: str) -> str:
+    """Algorithm ``name`` seeing through ``attention``: ``learned`` keeps it, ``oracle`` gives its
+    oracle variant (``vai`` -> ``vai+oracle``)."""
+    if attention not in ATTENTION:
+        raise ValueError(f"unknown attention {attention!r}; choose one of: {', '.join(ATTENTION)}")
+    base = name.removesuffix(ORACLE)
+    return base + ORACLE if attention == "oracle" else name
+
+
+ATTENTION = ("learned", "oracle")
+"""``--attention``: ``learned`` (each algorithm as it is: ``vai`` through its adapter) or ``oracle``
+(every algorithm on true masks)."""

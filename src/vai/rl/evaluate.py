@@ -153,6 +153,7 @@ def evaluate(
     episodes to their time limit (VAI's training-time evaluation, ``train.py``).
     """
     video_cache = video_cache or VideoCache()
+    oracle = agent.spec.oracle  # an oracle agent sees true mask x frame in every mode, as in training
     workers = max(1, min(seeds, workers or usable_cores()))
     results = {}
     threads = stage_threads(sharing=workers)
@@ -161,7 +162,7 @@ def evaluate(
             plan = seed_videos(mode, seeds, data_dir)
 
             def play(seed_index: int, mode: str = mode, plan: SeedVideos = plan) -> ModeResult:
-                env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache)
+                env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache, oracle=oracle)
                 try:
                     return _evaluate_seed(
                         env, agent, seed_index, seeds, episodes, plan, test_time_adaptation, end_at_success

@@ -10,6 +10,7 @@ Examples::
     vai train cartpole_balance --algo vai --preset quick          # needs RUN/adapter.safetensors
     vai train cartpole_balance --algo sac --preset paper --device cuda --resume
     vai train cartpole_balance --algo sac --preset quick --tensorboard     # needs pip install vai[tensorboard]
+    vai train cartpole_balance --algo vai --attention oracle --preset quick   # vai+oracle: true masks, no adapter
     vai eval runs/cartpole_balance-quick/vai-seed0/checkpoints/last.pt --mode train color_hard video_easy
 """
 
@@ -30,6 +31,7 @@ from vai.errors import UserError, WriteFailed
 from vai.lock import owning, refuse_if_held
 from vai.presets.rl import ALGORITHMS, RLPreset, encoder_layers, get_rl_preset, replay_transitions
 from vai.presets.settings import override
+from vai.rl.algorithms import ATTENTION
 from vai.run_dir import AgentDir, RunDir
 from vai.tasks import DMCTask, check_mode, default_modes, get_task
 
@@ -39,10 +41,15 @@ if TYPE_CHECKING:
     from vai.rl.sac import SACAgent
 
 
-def check_algorithm(algorithm: str) -> str:
-    if algorithm not in ALGORITHMS:
-        raise UserError(f"unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
-    return algorithm
+def check_algorithm(algorithm: str, attention: str = "learned") -> str:
+    """The algorithm's name seeing through ``attention`` (:func:`vai.rl.algorithms.with_attention`), or a
+    UserError naming the choices."""
+    from vai.rl.algorithms import algorithm_spec, with_attention
+
+    try:
+        return algorithm_spec(with_attention(algorithm, attention)).name
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def check_rl_preset(task: str, preset: RLPreset) -> None:
@@ -127,7 +134,6 @@ def train_stage(
     evaluated during training (default: ``train``). ``tensorboard`` also writes the logged scalars as
     TensorBoard event files (``vai[tensorboard]``), as does a resumed run that has them.
     """
-    from vai.envs import make_env
     from vai.rl.envthread import EnvThread, overlap_pays
     from vai.threads import torch_threads
 
@@ -142,7 +148,7 @@ def train_stage(
     frozen = frozen_adapter(context, algorithm, adapter) if not resume else None
 
     def make_training_env():
-        return make_env(context.task, "train", data_dir=context.data_dir)
+        return training_env(context, algorithm)
 
     with owning(out.path), resumable_on_failed_write(out), torch_threads(training_threads(out, resume)):
         check_agent_dir(out, resume)  # again, now that no other process can write into it
@@ -168,6 +174,15 @@ def train_stage(
         "checkpoint": str(out.checkpoint),
         "suite": "dmc" if isinstance(spec, DMCTask) else "drawerworld",
     }
+
+
+def training_env(context: RunContext, algorithm: str):
+    """The environment ``algorithm`` trains on: the task in ``train`` mode; for an oracle row
+    (``ALGORITHM+oracle``) its observations are true mask x frame."""
+    from vai.envs import make_env
+    from vai.rl.algorithms import algorithm_spec
+
+    return make_env(context.task, "train", data_dir=context.data_dir, oracle=algorithm_spec(algorithm).oracle)
 
 
 def check_training(
@@ -507,6 +522,12 @@ def add_rl_commands(subparsers: Any) -> None:
     train = subparsers.add_parser("train", help="train an agent: vai (adapter + SAC + PAD) or a baseline")
     train.add_argument("task", help="task name (see 'vai env list')")
     train.add_argument("--algo", default="vai", help=f"one of {', '.join(ALGORITHMS)}")
+    train.add_argument(
+        "--attention",
+        choices=ATTENTION,
+        default="learned",
+        help="oracle: the agent sees true mask x observation (MuJoCo's segmentation), trains as ALGO+oracle",
+    )
     train.add_argument("--preset", default="paper", help="RL preset: quick (CPU) or paper (PAD / VAI, GPU)")
     train.add_argument(
         "--set",
@@ -547,7 +568,7 @@ def add_rl_commands(subparsers: Any) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     run = RunDir.at(args.run, args.task, args.preset)
     context = RunContext.create(args.task, run, seed=args.seed, device=args.device, data_dir=args.data_dir)
-    algorithm = check_algorithm(args.algo)
+    algorithm = check_algorithm(args.algo, args.attention)
     preset = override(get_rl_preset(args.preset), args.set)
     changes = {key: getattr(preset, key) for key in (item.partition("=")[0] for item in args.set or [])}
     summary = train_stage(

@@ -2,10 +2,12 @@
 
     vai sweep cartpole_balance --algos vai sac svea --seeds 0-2 --preset quick --set train_steps=12500
     vai sweep walker_walk cartpole_balance --preset paper --device cuda --runs-per-gpu 4 --ray auto
+    vai sweep cartpole_balance --algos vai sac --attention learned oracle   # vai, vai+oracle, sac, sac+oracle
 
 The vision stages run once per task (VAI trains one adapter per task, shared by its seeds), then every
 (task, algorithm, seed) RL run and its final evaluation; ``vai`` runs wait for their task's adapter,
-the baselines start at once (a sweep of baselines alone runs no vision stage). A finished run is
+the baselines and the oracle rows (``ALGORITHM+oracle``: true masks, no adapter) start at once (a sweep
+without a learned adapter runs no vision stage). A finished run is
 never run again, an unfinished one resumes from its checkpoint, so a sweep cut short is continued
 by the same command; one with other settings is refused before anything is written. Each finished
 run rewrites the table (``vai.sweep.table``); a progress line per running run (state, frames, last
@@ -27,6 +29,7 @@ from typing import Any
 from vai.errors import UserError
 from vai.lock import owning
 from vai.presets.rl import ALGORITHMS
+from vai.rl.algorithms import ATTENTION
 from vai.sweep.backends import LocalPool, RayPool, default_workers
 from vai.sweep.jobs import run_job, vision_job
 from vai.sweep.plan import RECORD_FREE, RunKey, SweepDir, SweepPlan, default_sweep, parse_seeds, resolve_plan
@@ -261,6 +264,13 @@ def add_sweep_command(subparsers: Any) -> None:
     parser.add_argument(
         "--algos", nargs="+", default=list(ALGORITHMS), help=f"algorithms (default: {' '.join(ALGORITHMS)})"
     )
+    parser.add_argument(
+        "--attention",
+        nargs="+",
+        choices=ATTENTION,
+        default=["learned"],
+        help="learned: each algorithm as it is; oracle: its ALGO+oracle row on true masks (both: one row each)",
+    )
     parser.add_argument("--seeds", nargs="+", default=["0-2"], help="training seeds: 0-2, '0 1 2' or 0,3-4")
     parser.add_argument("--preset", default="quick", help="quick (2-core CPU) or paper (VAI's, GPU)")
     parser.add_argument(
@@ -294,10 +304,12 @@ def add_sweep_command(subparsers: Any) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    from vai.rl.stages import check_algorithm
+
     seeds = parse_seeds(args.seeds)
     plan = resolve_plan(
         args.tasks,
-        args.algos,
+        [check_algorithm(algorithm, attention) for algorithm in args.algos for attention in args.attention],
         seeds,
         args.preset,
         args.set,
