@@ -18,7 +18,7 @@ from test_pipeline import TINY_VISION
 from test_rl_cli import TINY_AGENT
 
 from vai.errors import UserError
-from vai.sweep.plan import parse_seeds
+from vai.sweep.plan import VISION_FILES, parse_seeds
 
 TASK = "cartpole_balance"
 TINY = [
@@ -160,6 +160,28 @@ def test_ray_runs_the_same_sweep_to_the_same_table(sweep_dir, data_dir, tmp_path
     local, remote = cells(sweep_dir)["cells"][TASK], cells(out)["cells"][TASK]
     for mode in ("train", "color_hard"):
         assert remote["vai"][mode]["scores"] == [local["vai"][mode]["scores"][1]]
+
+
+def test_a_committed_sweep_continues_with_its_committed_adapter(sweep_dir, data_dir, tmp_path):
+    """A clone holds what git keeps of a sweep (no runs/, no logs/): a run left to do trains behind the
+    task's committed adapter, restored, not behind a new one; a committed adapter that is not the one
+    the vision record names is refused."""
+    clone = tmp_path / "clone"
+    shutil.copytree(sweep_dir, clone, ignore=shutil.ignore_patterns("runs", "logs", ".vai.lock"))
+    assert sorted(path.name for path in (clone / "vision" / TASK).iterdir()) == sorted(VISION_FILES)
+    (clone / "results" / f"{TASK}-vai-seed1.json").unlink()
+    tampered = tmp_path / "tampered"
+    shutil.copytree(clone, tampered)
+    env = {"VAI_DATA_DIR": str(data_dir)}
+    result = run_vai(*sweep_args(clone), env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "committed Transporter and adapter restored" in result.stdout
+    assert "vision stages to run for no task(s)" in result.stdout
+    assert cells(clone)["cells"][TASK]["vai"] == cells(sweep_dir)["cells"][TASK]["vai"]
+    adapter = (tampered / "vision" / TASK / "adapter.safetensors").read_bytes()
+    (tampered / "vision" / TASK / "adapter.safetensors").write_bytes(adapter[:-4] + b"\0\0\0\0")
+    assert_user_error(run_vai(*sweep_args(tampered), env=env), "is not the adapter", "restore both from git")
+    assert not (tampered / "runs" / TASK / "adapter.safetensors").exists()
 
 
 def test_an_oracle_sweep_runs_no_vision_stage_and_names_its_rows(tmp_path, data_dir):

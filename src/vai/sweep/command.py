@@ -32,7 +32,16 @@ from vai.presets.rl import ALGORITHMS
 from vai.rl.algorithms import ATTENTION
 from vai.sweep.backends import LocalPool, RayPool, default_workers
 from vai.sweep.jobs import run_job, vision_job
-from vai.sweep.plan import RECORD_FREE, RunKey, SweepDir, SweepPlan, default_sweep, parse_seeds, resolve_plan
+from vai.sweep.plan import (
+    RECORD_FREE,
+    RunKey,
+    SweepDir,
+    SweepPlan,
+    default_sweep,
+    parse_seeds,
+    resolve_plan,
+    restore_vision,
+)
 from vai.sweep.table import write_table
 
 KEEP_OUT = "# what a sweep directory holds besides its small result files (vai sweep)\nruns/\nlogs/\n.vai.lock\n"
@@ -145,6 +154,9 @@ def run_sweep(
         todo = [key for key in plan.runs() if not sweep.run_result(key).is_file()]
         # Only an algorithm that sees through an adapter needs the vision stages.
         needed = any(algorithm_spec(algorithm).adapter for algorithm in plan.algorithms)
+        for task in plan.tasks if needed else ():
+            if restore_vision(sweep, task):
+                log(f"{task}: the committed Transporter and adapter restored from {sweep.vision_files(task)}")
         vision = [task for task in plan.tasks if needed and not _vision_done(sweep, task)]
         log(
             f"sweep {sweep.path}: {summary['finished']} of {summary['planned']} runs finished, {len(todo)} to run; "

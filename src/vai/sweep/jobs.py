@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from vai.sweep.plan import RunKey, SweepDir, presets
+from vai.sweep.plan import RunKey, SweepDir, copy_vision, presets
 
 
 def worker_setup(threads: int) -> None:
@@ -116,6 +116,7 @@ def vision_job(
         backgrounds = None if record["backgrounds"] == "procedural" else Path(record["backgrounds"])
         seconds: dict[str, float] = {}
         vision_stages(context, vision, backgrounds, timed_stages(context.run.path, seconds))
+        copy_vision(context.run.path, sweep.vision_files(task))  # committed with the results
         masks = json.loads(context.run.masks_eval.read_text())["results"]
         summary = {
             "task": task,

@@ -8,17 +8,20 @@ must resolve to the same record, or it is refused before anything is written. Th
     SWEEP/table.md, table.json          the table over training seeds; bars.png: one panel per test mode
     SWEEP/results/TASK-vision.json      each task's vision stages: time, keypoints, mask IoU per mode
     SWEEP/results/TASK-ALGO-seedS.json  each finished run: returns per mode, times, commit, machine
+    SWEEP/vision/TASK/                  the task's Transporter, adapter and their records (small files): a
+                                        continued sweep restores them instead of training another adapter
     SWEEP/runs/TASK/                    the task's run directory (vision files, one ALGO-seedS/ per run)
     SWEEP/logs/NAME.log                 what each job printed
 
 Everything but ``runs/`` and ``logs/`` is small, and the directory's ``.gitignore`` leaves those two
-out: a sweep directory can be committed as it is, and a clone of it continues the sweep (a task
-whose adapter is not there runs its vision stages again).
+out: a sweep directory can be committed as it is, and a clone of it continues the sweep with each
+task's committed adapter (a task whose vision files are not there runs its vision stages again).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,11 @@ def parse_seeds(text: list[str]) -> list[int]:
     if not seeds:
         raise UserError("--seeds: give at least one training seed, e.g. --seeds 0-2")
     return seeds
+
+
+VISION_FILES = ("transporter.safetensors", "keypoints.json", "adapter.safetensors", "adapter.json")
+"""What a sweep keeps of a task's vision stages beside its results (about 1 MB): the Transporter, the
+adapter and their records."""
 
 
 @dataclass(frozen=True)
@@ -94,12 +102,48 @@ class SweepDir:
     def run_result(self, key: RunKey) -> Path:
         return self.results / f"{key.name}.json"
 
+    def vision_files(self, task: str) -> Path:
+        """The committed copy of the task's vision outputs (:data:`VISION_FILES`)."""
+        return self.path / "vision" / task
+
     def task_run(self, task: str) -> Path:
         """The task's run directory (:class:`vai.run_dir.RunDir`): its vision files and its agents."""
         return self.path / "runs" / task
 
     def log(self, name: str) -> Path:
         return self.path / "logs" / f"{name}.log"
+
+
+def copy_vision(source: Path, target: Path) -> None:
+    """The :data:`VISION_FILES` of one folder into another, each file written atomically."""
+    from vai.atomic import write_bytes_atomic
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in VISION_FILES:
+        write_bytes_atomic((source / name).read_bytes(), target / name)
+
+
+def restore_vision(sweep: SweepDir, task: str) -> bool:
+    """A committed task's vision files put back into its run directory, where that holds no adapter
+    (a clone of a committed sweep); True if they were. The committed adapter must be the one the task's
+    vision record names: another is refused (UserError), never trained behind in silence."""
+    from vai.data.store import sha256_file
+    from vai.run_dir import RunDir
+
+    kept, run = sweep.vision_files(task), RunDir(sweep.task_run(task))
+    if run.adapter.is_file() or not sweep.vision_result(task).is_file():
+        return False
+    if not all((kept / name).is_file() for name in VISION_FILES):
+        return False
+    named = json.loads(sweep.vision_result(task).read_text()).get("adapter_sha256")
+    found = sha256_file(kept / "adapter.safetensors")
+    if found != named:
+        raise UserError(
+            f"{kept / 'adapter.safetensors'} is not the adapter {sweep.vision_result(task)} names (sha256 {found[:12]} "
+            f"against {str(named)[:12]}): restore both from git, or delete both to train the task's vision stages again"
+        )
+    copy_vision(kept, run.path)
+    return True
 
 
 @dataclass(frozen=True)
