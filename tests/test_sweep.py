@@ -184,6 +184,39 @@ def test_a_committed_sweep_continues_with_its_committed_adapter(sweep_dir, data_
     assert not (tampered / "runs" / TASK / "adapter.safetensors").exists()
 
 
+def test_every_finished_run_exports_as_a_bundle_that_replays_its_card(sweep_dir, data_dir, tmp_path):
+    from vai.pretrained import bundles, load
+
+    out = tmp_path / "pretrained"
+    env = {"VAI_DATA_DIR": str(data_dir), "VAI_PRETRAINED": str(out)}
+    exported = run_vai("pretrained", "export", str(sweep_dir), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert "4 bundle(s) written" in exported.stdout
+    names = [bundle.name for bundle in bundles(out)]
+    assert names == [f"{TASK}-{algorithm}-seed{seed}" for algorithm in ("sac", "vai") for seed in (0, 1)]
+    again = run_vai("pretrained", "export", str(sweep_dir), env=env)
+    assert "0 bundle(s) written" in again.stdout and again.stdout.count("bundle exists, kept") == 4
+    agent = load(TASK, "vai", seed=1, folder=out)
+    result = json.loads((sweep_dir / "results" / f"{TASK}-vai-seed1.json").read_text())
+    assert agent.card["returns"]["color_hard"]["mean"] == pytest.approx(np.mean(result["returns"]["color_hard"]))
+    assert agent.card["adapter_sha256"] == result["adapter_sha256"]
+    for mode in ("train", "color_hard"):
+        assert agent.first_episode(mode, data_dir) == pytest.approx(result["returns"][mode][0][0], rel=1e-6)
+    obs, _ = agent.make_env("train").reset(seed=0)
+    assert agent.act(obs).shape == (1,)
+    listed = run_vai("pretrained", "list", env=env)
+    assert listed.returncode == 0 and f"{TASK}-vai-seed1" in listed.stdout
+    checked = run_vai("pretrained", "check", f"{TASK}-sac-seed0", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("same") == 2
+    weights = out / f"{TASK}-sac-seed1" / "agent.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert_user_error(run_vai("pretrained", "show", f"{TASK}-sac-seed1", env=env), "checksum", "export it anew")
+    assert_user_error(run_vai("pretrained", "show", "walker_walk-vai-seed0", env=env), "no pretrained bundle")
+
+
 def test_an_oracle_sweep_runs_no_vision_stage_and_names_its_rows(tmp_path, data_dir):
     out = tmp_path / "oracle"
     args = sweep_args(out, "--attention", "oracle", "learned", algos=("sac",), seeds="0")

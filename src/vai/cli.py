@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vai import __version__
     from vai.data.commands import add_data_commands
     from vai.pipeline import add_run_command
+    from vai.pretrained import add_pretrained_commands
     from vai.rl.stages import add_rl_commands
     from vai.sweep.command import add_sweep_command
     from vai.vision.collect import add_collect_command
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rl_commands(subparsers)
     add_run_command(subparsers)
     add_sweep_command(subparsers)
+    add_pretrained_commands(subparsers)
     return parser
 
 
