@@ -18,6 +18,7 @@ from test_pipeline import TINY_VISION
 from test_rl_cli import TINY_AGENT
 
 from vai.errors import UserError
+from vai.rl.stats import number_format
 from vai.sweep.plan import VISION_FILES, parse_seeds
 
 TASK = "cartpole_balance"
@@ -73,6 +74,7 @@ def cells(out: Path) -> dict:
 
 def test_the_table_has_every_run_over_training_seeds(sweep_dir):
     table = json.loads((sweep_dir / "table.json").read_text())
+    markdown = (sweep_dir / "table.md").read_text().splitlines()
     assert table["finished"] == table["planned"] == 4
     for algorithm in ("vai", "sac"):
         for mode in ("train", "color_hard"):
@@ -86,6 +88,9 @@ def test_the_table_has_every_run_over_training_seeds(sweep_dir):
             assert cell["scores"] == pytest.approx(run_scores)
             assert cell["mean"] == pytest.approx(np.mean(run_scores))
             assert cell["std"] == pytest.approx(np.std(run_scores, ddof=1))
+            worst = number_format([cell["mean"]]).format(min(run_scores))
+            row = next(line for line in markdown if line.startswith(f"| {algorithm} |"))
+            assert f"({worst})" in row  # the worst training seed beside the mean
             interval = table["aggregate"][algorithm][mode]
             assert min(run_scores) <= interval["low"] <= interval["iqm"] <= interval["high"] <= max(run_scores)
     text = (sweep_dir / "table.md").read_text()

@@ -168,7 +168,8 @@ def markdown(summary: dict[str, Any]) -> str:
     )
     lines += [
         "",
-        "Episode return, mean ± std over training seeds (a seed's score: the mean of its evaluation episodes).",
+        "Episode return, mean ± std over training seeds (a seed's score: the mean of its evaluation episodes), "
+        "the worst seed in brackets.",
     ]
     for task in settings["tasks"]:
         lines += ["", f"### {task}", "", "| algorithm | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
@@ -180,7 +181,7 @@ def markdown(summary: dict[str, Any]) -> str:
                 if cell is None:
                     cells.append("—")
                     continue
-                text = " ± ".join(_numbers(cell["mean"], cell["std"]))
+                text = "{} ± {} ({})".format(*_numbers(cell["mean"], cell["std"], min(cell["scores"])))
                 cells.append(text if cell["seeds"] == cell["of"] else f"{text} ({cell['seeds']}/{cell['of']} seeds)")
             lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
     if summary["aggregate"]:
