@@ -271,6 +271,46 @@ def test_scripted_policy_opens_the_drawer(env_factory, data_dir):
     assert info["episode_success"] is False
 
 
+# -- VAI's v1 reward and success ---------------------------------------------------------------------
+def vai_v1_reward(handle: np.ndarray, fingers: np.ndarray, distance: float, d_max: float) -> float:
+    """VAI's drawer reward (its v1 ``compute_reward``), written out from the formula."""
+    reach = float(np.linalg.norm(handle - fingers))
+    if reach >= 0.05:
+        return -reach
+    pull = 1000 * (d_max - distance) + 1000 * (math.exp(-(distance**2) / 0.01) + math.exp(-(distance**2) / 0.001))
+    return -reach + max(pull, 0.0)
+
+
+@pytest.mark.parametrize("task, threshold", [("drawer_open", 0.08), ("drawer_close", 0.06)])
+def test_reward_and_success_are_vais_v1_rules(env_factory, data_dir, task, threshold):
+    """Every Meta-World step of the scripted expert's episode: the reward and the success flag are VAI's
+    v1 formulas, computed here from the handle's and the fingers' positions; the episode passes through
+    each of their regimes (fingers away, fingers on the handle, success)."""
+    from metaworld.policies import SawyerDrawerCloseV3Policy, SawyerDrawerOpenV3Policy
+
+    env = env_factory(task, data_dir=data_dir)
+    policy = SawyerDrawerOpenV3Policy() if task == "drawer_open" else SawyerDrawerCloseV3Policy()
+    env.reset(seed=SEED)
+    drawer = env.unwrapped
+    sim = drawer.simulator
+    target_y = sim._target_pos[1]
+    d_max = 0.2 if task == "drawer_open" else abs(drawer.last_state_observation[5] - target_y)
+    regimes = set()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Constant.*too high")  # metaworld's own warning
+        for _ in range(120):
+            action = np.clip(policy.get_action(drawer.last_state_observation), -1.0, 1.0).astype(np.float32)
+            reward, info = drawer._simulate(action)  # one Meta-World step, as the action repeat makes them
+            handle = drawer.last_state_observation[4:7]
+            fingers = (sim._get_site_pos("rightEndEffector") + sim._get_site_pos("leftEndEffector")) / 2
+            distance = abs(handle[1] - target_y)
+            assert info["handle_distance"] == pytest.approx(distance, abs=1e-12)
+            assert reward == pytest.approx(vai_v1_reward(handle, fingers, distance, d_max), rel=1e-9, abs=1e-9)
+            assert info["success"] == (distance <= threshold)
+            regimes.add("success" if info["success"] else "near" if reward > 0 else "away")
+    assert regimes == {"away", "near", "success"}
+
+
 # -- episode length ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", list(DRAWER_TASKS))
 def test_an_episode_lasts_100_agent_steps_as_in_vai(env_factory, data_dir, task):

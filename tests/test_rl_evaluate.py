@@ -126,5 +126,5 @@ def test_a_drawerworld_evaluation_episode_ends_at_its_first_success(env_factory,
     first = next(index for index, (_, success) in enumerate(steps) if success)
     assert len(early_steps) == first + 1 < len(steps) == 100
     assert early.returns[0] == pytest.approx(sum(reward for reward, _ in steps[: first + 1]))
-    assert early.returns[0] < full.returns[0]  # the return is VAI's: summed up to the success
+    assert early.returns[0] != full.returns[0]  # the return is VAI's: summed up to the success
     assert early.success[0] and full.success[0]  # the success rate is not changed by ending early

@@ -72,8 +72,8 @@ class DrawerTask:
     episode_env_steps: int = 200
     """Meta-World steps per episode (its ``max_path_length``): VAI's MetaWorldWrapper counts Meta-World
     steps and ends the episode when the count reaches ``max_path_length``, which its drawer classes do
-    not set but inherit from the Meta-World release VAI forked (a base class its repository does not
-    include): 200, so an episode is 100 agent steps at action repeat 2 (Meta-World v3's default: 500)."""
+    not set but inherit from its Meta-World fork's base class ``SawyerXYZEnv``: 200, so an episode is 100
+    agent steps at action repeat 2 (Meta-World v3's default: 500)."""
     camera: dict = field(
         default_factory=lambda: {
             "azimuth": 180.0,
@@ -85,6 +85,18 @@ class DrawerTask:
     """Free camera of VAI's DrawerWorld: straight down on table, arm and drawer."""
     table_material: str = "table_wood"
     """Material whose texture the texture modes replace."""
+    reward_version: str = "v1"
+    """Meta-World's reward rule: ``v1``, VAI's (its v1 drawer tasks): minus the fingers' distance to the
+    handle, plus, once they are within 0.05 of it, ``1000 (d_max - d) + 1000 (exp(-d^2 / 0.01) + exp(-d^2 /
+    0.001))`` clipped at 0, where d is the handle's distance to its target along y (Meta-World v3 computes
+    it on its own scene with ``reward_function_version="v1"``); ``v2``, Meta-World v3's default (a bounded
+    tolerance reward x 5, 0-10 per step)."""
+    pull_scale: float | None = 0.2
+    """d_max of the v1 reward: 0.2 opening (VAI's ``maxPullDist``); None: the handle's distance to its
+    target at reset (VAI's drawer-close rule; 0.16 on Meta-World v3's scene, whose own v1 reward uses 0.15)."""
+    success_distance: float | None = 0.08
+    """Success when the handle is within this of its target along y (VAI's v1 rule: 0.08 opening, 0.06
+    closing); None: Meta-World v3's own ``evaluate_state`` test (stricter: 0.03 / 0.055, in 3-D)."""
 
     @property
     def suite(self) -> str:
@@ -121,7 +133,13 @@ _DRAWER_FOREGROUND = "the Sawyer arm (from its base link) and the drawer (case a
 
 DRAWER_TASKS: dict[str, DrawerTask] = {
     "drawer_open": DrawerTask("drawer-open-v3", ("right_arm_base_link", "drawer"), _DRAWER_FOREGROUND),
-    "drawer_close": DrawerTask("drawer-close-v3", ("right_arm_base_link", "drawer"), _DRAWER_FOREGROUND),
+    "drawer_close": DrawerTask(
+        "drawer-close-v3",
+        ("right_arm_base_link", "drawer"),
+        _DRAWER_FOREGROUND,
+        pull_scale=None,
+        success_distance=0.06,
+    ),
 }
 
 TASKS: dict[str, DMCTask | DrawerTask] = {**DMC_TASKS, **DRAWER_TASKS}

@@ -19,13 +19,13 @@ from vai.tasks import IMAGE_SIZE, DrawerTask, check_mode
 class DrawerEnv(PixelEnv):
     """A Meta-World drawer task seen from VAI's top-down camera, its table in one of seven textures.
 
-    ``info["success"]`` is Meta-World's success flag after the step (after its last Meta-World step,
-    which is the ``info`` VAI's wrapper returns); ``info["episode_success"]`` is whether it has been set
-    after any step of the episode: VAI's success criterion (its ``eval.py`` counts an episode as a
-    success at the first step whose flag is set). The flag is Meta-World v3's ``evaluate_state``,
-    stricter than VAI's v1 tasks: drawer-open-v3 needs the handle within 0.03 of its target (3-D
-    distance, the drawer pulled out to its stop), v1 within 0.08 along y; drawer-close-v3 needs 0.055
-    (3-D), v1 0.06 along y. An episode lasts ``task.episode_env_steps`` Meta-World steps.
+    The reward and the success flag follow VAI's v1 drawer tasks on Meta-World v3's scene
+    (``task.reward_version``, ``task.success_distance``; :class:`vai.tasks.DrawerTask` says each rule).
+    ``info["success"]`` is the flag after the step (after its last Meta-World step, which is the ``info``
+    VAI's wrapper returns); ``info["episode_success"]`` is whether it has been set after any step of the
+    episode: VAI's success criterion (its ``eval.py`` counts an episode as a success at the first step
+    whose flag is set). ``info["handle_distance"]`` is the handle's distance to its target along y, the
+    quantity both v1 rules read. An episode lasts ``task.episode_env_steps`` Meta-World steps.
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class DrawerEnv(PixelEnv):
     ):
         self.task = task
         self._data_dir = data_dir
-        sim = ALL_V3_ENVIRONMENTS[task.env_name]()
+        sim = ALL_V3_ENVIRONMENTS[task.env_name](reward_function_version=task.reward_version)
         # Meta-World ignores reset(seed=) and freezes its random task vector unless told otherwise:
         # draw the object position from its own np_random, which we seed at every reset.
         sim._set_task_called = True
@@ -47,6 +47,7 @@ class DrawerEnv(PixelEnv):
         sim.seeded_rand_vec = True
         sim.max_path_length = task.episode_env_steps
         self._sim = sim
+        self._scene_pull = sim.maxDist  # Meta-World's reset places the drawer by it (drawer-close: pulled out)
         super().__init__(
             action_space=gym.spaces.Box(
                 sim.action_space.low.astype(np.float32), sim.action_space.high.astype(np.float32)
@@ -106,13 +107,27 @@ class DrawerEnv(PixelEnv):
 
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
         self._sim.seed(int(rng.integers(2**31)))
+        self._sim.maxDist = self._scene_pull
         self._sim_obs, _ = self._sim.reset()
+        if self.task.reward_version == "v1":  # d_max of VAI's pull reward, which v3 reads as maxDist
+            pull = self.task.pull_scale
+            self._sim.maxDist = pull if pull is not None else self.handle_distance()
         self._episode_success = False
         return {"success": False, "episode_success": False}
 
     def _simulate(self, action: np.ndarray) -> tuple[float, dict[str, Any]]:
         self._sim_obs, reward, _, _, info = self._sim.step(action)
-        return float(reward), {"success": bool(info["success"])}
+        distance = self.handle_distance()
+        if self.task.success_distance is None:
+            success = bool(info["success"])
+        else:
+            success = distance <= self.task.success_distance
+        return float(reward), {"success": success, "handle_distance": distance}
+
+    def handle_distance(self) -> float:
+        """The handle's distance to its target along y (Meta-World's handle position: the observation's
+        object position)."""
+        return float(abs(self._sim_obs[5] - self._sim._target_pos[1]))
 
     def _info(self, info: dict[str, Any]) -> dict[str, Any]:
         # Once per agent step (and at reset), after the action repeat: the flag of the last Meta-World
