@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 MODES = ("train", "color_easy", "color_hard", "video_easy", "video_hard")
+"""The columns of DeepMind Control records; others (DrawerWorld's textures) add the modes they hold."""
 
 
 def load_records(folder: Path) -> dict[tuple[str, str], list[dict]]:
@@ -64,16 +65,19 @@ def main() -> None:
     parser.add_argument("--source", choices=("adapter", "counterfactual"), default="adapter")
     args = parser.parse_args()
     print(f"{args.source} masks: IoU (worst seed) / precision / recall (worst seed), mean over seeds\n")
-    print("| records | task | seeds | Transporters | " + " | ".join(f"`{mode}`" for mode in MODES) + " |")
-    print("|---" * (4 + len(MODES)) + "|")
-    for folder in args.folders:
-        for (task, preset), records in sorted(load_records(folder).items()):
-            commits = ", ".join(sorted({record["commit"] for record in records}))
-            pool = ", ".join(sorted({record["backgrounds"].split(" (")[0] for record in records}))
-            seeds = ", ".join(str(record["seed"]) for record in records)
-            label = f"{folder.name} ({preset}, {pool}, {commits})"
-            cells = " | ".join(cell(records, mode, args.source) for mode in MODES)
-            print(f"| {label} | {task} | {seeds} | {transporters(records)} | {cells} |")
+    groups = [(folder, *group) for folder in args.folders for group in sorted(load_records(folder).items())]
+    held = [mode for _, _, records in groups for record in records for mode in record["results"]]
+    dmc = MODES if set(MODES[1:]) & set(held) else ()  # every DMC column, "-" where no record measured it
+    modes = list(dict.fromkeys((*dmc, *held)))
+    print("| records | task | seeds | Transporters | " + " | ".join(f"`{mode}`" for mode in modes) + " |")
+    print("|---" * (4 + len(modes)) + "|")
+    for folder, (task, preset), records in groups:
+        commits = ", ".join(sorted({record["commit"] for record in records}))
+        pool = ", ".join(sorted({record["backgrounds"].split(" (")[0] for record in records}))
+        seeds = ", ".join(str(record["seed"]) for record in records)
+        label = f"{folder.name} ({preset}, {pool}, {commits})"
+        cells = " | ".join(cell(records, mode, args.source) for mode in modes)
+        print(f"| {label} | {task} | {seeds} | {transporters(records)} | {cells} |")
 
 
 if __name__ == "__main__":

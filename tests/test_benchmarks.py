@@ -4,6 +4,7 @@ speed scripts at toy sizes on the CPU (their figures are printed, never asserted
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,27 @@ def run_script(name: str, *arguments: str) -> str:
     done = subprocess.run([sys.executable, str(script), *arguments], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def test_mask_quality_scores_drawerworld_in_train_and_every_test_texture(tmp_path: Path, data_dir) -> None:
+    from test_pipeline import TINY_VISION
+
+    vision = [setting for setting in TINY_VISION if not setting.startswith("mask_eval")]
+    command = [sys.executable, str(ROOT / "benchmarks" / "mask_quality.py"), "--tasks", "drawer_open", "--set"]
+    command += [*vision, "transporter_restarts=0", "--episodes", "1", "--steps", "3"]
+    command += ["--runs", str(tmp_path / "runs"), "--record", str(tmp_path / "records"), "--device", "cpu"]
+    env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
+    subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    record = json.loads((tmp_path / "records" / "drawer_open-quick-seed0.json").read_text())
+    assert list(record["results"]) == ["train", "black", "blanket", "fabric", "metal", "marble", "wood"]
+    assert record["missed"] == []  # DrawerWorld is measured, with no targets
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "mask_table.py"), str(tmp_path / "records")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| `train` | `black` | `blanket` | `fabric` | `metal` | `marble` | `wood` |" in table
 
 
 def test_gpu_speed_prints_every_figure_at_toy_sizes():
