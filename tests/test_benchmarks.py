@@ -84,6 +84,26 @@ def test_mask_quality_scores_drawerworld_in_train_and_every_test_texture(tmp_pat
     assert "| `train` | `black` | `blanket` | `fabric` | `metal` | `marble` | `wood` |" in table
 
 
+def test_ladder_table_joins_sweeps_and_names_the_settings_that_differ(tmp_path: Path) -> None:
+    import shutil
+
+    first = ROOT / "results" / "sweeps" / "cartpole_balance-quick"
+    other = tmp_path / "other"
+    shutil.copytree(first, other)
+    table = json.loads((other / "table.json").read_text())
+    table["settings"]["overrides"].append("adapt_boxes=0")
+    (other / "table.json").write_text(json.dumps(table))
+    script = ROOT / "benchmarks" / "ladder_table.py"
+    command = [sys.executable, str(script), str(first), str(other), "--order", "sac", "vai (adapt_boxes=0)", "vai"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| row")]
+    assert [row.split(" | ")[0][2:] for row in rows] == ["sac", "vai (adapt_boxes=0)", "vai"]
+    cell = json.loads((first / "table.json").read_text())["cells"]["cartpole_balance"]["vai"]["train"]
+    assert f"| 3 | {cell['mean']:.0f} ± {cell['std']:.0f} ({min(cell['scores']):.0f}) |" in rows[2]
+    labelled = subprocess.run([*command[:4], "--label", "other=no boxes"], capture_output=True, text=True, check=True)
+    assert "| svea (no boxes) |" in labelled.stdout
+
+
 def test_gpu_speed_prints_every_figure_at_toy_sizes():
     out = run_script(
         "gpu_speed.py",
