@@ -283,13 +283,13 @@ def card_text(card: dict[str, Any]) -> str:
         f"({card['frames']} frames), commit {card['commit']}.",
         "",
         f"Returns over {card['evaluation']['seeds']} evaluation seeds x {card['evaluation']['episodes']} episodes "
-        "(mean ± std over seeds, worst seed):",
+        "(mean ± std over seeds, worst seed; `video_easy` plays the seeds whose clip the data holds):",
         "",
-        "| mode | return | worst seed |",
-        "|---|---|---|",
+        "| mode | return | worst seed | seeds evaluated |",
+        "|---|---|---|---|",
     ]
     lines += [
-        f"| {mode} | {cell['mean']:.0f} ± {cell['std']:.0f} | {cell['worst_seed']:.0f} |"
+        f"| {mode} | {cell['mean']:.0f} ± {cell['std']:.0f} | {cell['worst_seed']:.0f} | {len(cell['per_seed'])} |"
         for mode, cell in card["returns"].items()
     ]
     lines += [
