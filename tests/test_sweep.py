@@ -175,6 +175,9 @@ def test_a_committed_sweep_continues_with_its_committed_adapter(sweep_dir, data_
     shutil.copytree(sweep_dir, clone, ignore=shutil.ignore_patterns("runs", "logs", ".vai.lock"))
     assert sorted(path.name for path in (clone / "vision" / TASK).iterdir()) == sorted(VISION_FILES)
     (clone / "results" / f"{TASK}-vai-seed1.json").unlink()
+    record = json.loads((clone / "sweep.json").read_text())  # made where the data lay elsewhere
+    record["backgrounds"] = "/elsewhere/data/" + Path(record["backgrounds"]).name
+    (clone / "sweep.json").write_text(json.dumps(record))
     tampered = tmp_path / "tampered"
     shutil.copytree(clone, tampered)
     env = {"VAI_DATA_DIR": str(data_dir)}

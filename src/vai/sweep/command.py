@@ -57,10 +57,25 @@ def check_sweep(sweep: SweepDir, plan: SweepPlan, data_dir) -> None:
 
     if sweep.path.exists() and not sweep.path.is_dir():
         raise UserError(f"{sweep.path} is a file, not a sweep directory: {REFUSED}")
-    check_same_settings(sweep.record, plan.to_json(), free=RECORD_FREE, fix=REFUSED)
+    free = set(RECORD_FREE)
+    if moved_pool(sweep, plan):
+        free.add("backgrounds")
+    check_same_settings(sweep.record, plan.to_json(), free=free, fix=REFUSED)
     for modes in plan.modes.values():
         for mode in modes:
             check_mode_data(mode, data_dir)
+
+
+def moved_pool(sweep: SweepDir, plan: SweepPlan) -> bool:
+    """Whether the sweep's record names the plan's image pool at another place: the same folder name
+    (``photos``) in another data directory, as on another machine that continues a committed sweep."""
+    try:
+        recorded = json.loads(sweep.record.read_text()).get("backgrounds")
+    except (OSError, ValueError):
+        return False
+    if not isinstance(recorded, str) or recorded == plan.backgrounds or "procedural" in (recorded, plan.backgrounds):
+        return False
+    return Path(recorded).name == Path(plan.backgrounds).name
 
 
 def _last_row(path: Path) -> dict[str, str] | None:
