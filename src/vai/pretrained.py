@@ -77,6 +77,10 @@ class Bundle:
     def name(self) -> str:
         return self.path.name
 
+    def agent(self, device: str = "cpu") -> PretrainedAgent:
+        """The bundle's agent on ``device``."""
+        return PretrainedAgent(load_agent_weights(self.path / WEIGHTS, device), self.card)
+
     def line(self) -> str:
         """One line for ``vai pretrained list``: name, budget and the mean return per mode."""
         returns = "  ".join(f"{mode} {cell['mean']:.0f}" for mode, cell in self.card["returns"].items())
@@ -166,7 +170,7 @@ def load(
     """The pretrained agent of ``task``, ``algorithm`` and training ``seed``; a UserError in one line for
     a missing or damaged bundle."""
     bundle = find_bundle(bundle_name(task, algorithm, seed), folder)
-    return PretrainedAgent(load_agent_weights(bundle.path / WEIGHTS, device), bundle.card)
+    return bundle.agent(device)
 
 
 def load_agent_weights(path: Path, device: str = "cpu"):
@@ -210,6 +214,7 @@ def export_run(sweep_path: Path, result: dict[str, Any], out: Path) -> Path:
     from vai.rl.checkpoint import load_agent
     from vai.run_dir import RunDir
     from vai.sweep.plan import SweepDir
+    from vai.vision.backgrounds import describe_pool
 
     sweep = SweepDir(Path(sweep_path))
     record = json.loads(sweep.record.read_text())
@@ -238,7 +243,7 @@ def export_run(sweep_path: Path, result: dict[str, Any], out: Path) -> Path:
         "first_episode": {mode: float(values[0][0]) for mode, values in result["returns"].items()},
         "evaluation": {"seeds": result["test_seeds"], "episodes": result["test_episodes"]},
         "settings": {"overrides": record["overrides"], "vision": record["vision"], "rl": record["rl"]},
-        "adapter_backgrounds": record["backgrounds"] if payload["adapter_config"] else None,
+        "adapter_backgrounds": describe_pool(record["backgrounds"]) if payload["adapter_config"] else None,
         "adapter_sha256": result.get("adapter_sha256"),
         "weights_sha256": sha256_file(folder / WEIGHTS),
         "commit": result["machine"]["commit"],
@@ -374,7 +379,7 @@ def _run_show(args: argparse.Namespace) -> int:
 
 def _run_check(args: argparse.Namespace) -> int:
     bundle = find_bundle(args.name, args.dir)
-    agent = PretrainedAgent(load_agent_weights(bundle.path / WEIGHTS), bundle.card)
+    agent = bundle.agent()
     differ = 0
     for mode, expected in bundle.card["first_episode"].items():
         played = agent.first_episode(mode, args.data_dir)
