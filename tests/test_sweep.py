@@ -238,6 +238,25 @@ def test_an_oracle_sweep_runs_no_vision_stage_and_names_its_rows(tmp_path, data_
     assert "| sac+oracle |" in (out / "table.md").read_text()
 
 
+def test_a_drawerworld_sweep_tables_the_success_rate_per_texture(tmp_path, data_dir, sweep_dir):
+    out = tmp_path / "drawer"
+    args = sweep_args(out, "--attention", "oracle", algos=("sac",), seeds="0")
+    args[1] = "drawer_open"
+    args[args.index("color_hard")] = "black"
+    result = run_vai(*args, env={"VAI_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr + result.stdout
+    run = json.loads((out / "results" / "drawer_open-sac+oracle-seed0.json").read_text())
+    table = json.loads((out / "table.json").read_text())
+    for mode in ("train", "black"):
+        flags = run["success"][mode]  # evaluation seeds x episodes, 1 for an episode that succeeded
+        cell = table["success"]["drawer_open"]["sac+oracle"][mode]
+        assert cell["scores"] == [float(np.mean(flags))] and 0 <= cell["mean"] <= 1
+    text = (out / "table.md").read_text()
+    rate = table["success"]["drawer_open"]["sac+oracle"]["black"]["mean"]
+    assert "Success rate, mean ± std over training seeds" in text and f"| sac+oracle | {rate:.2f} ± 0.00" in text
+    assert "Success rate" not in (sweep_dir / "table.md").read_text()  # DeepMind Control has none
+
+
 def test_seeds_parse_as_ranges_and_lists():
     assert parse_seeds(["0-2"]) == [0, 1, 2]
     assert parse_seeds(["0", "1", "2"]) == [0, 1, 2]

@@ -45,12 +45,14 @@ def read_vision(sweep: SweepDir, record: dict[str, Any]) -> dict[str, dict[str, 
 
 
 def scores(
-    results: dict[RunKey, dict[str, Any]], record: dict[str, Any]
+    results: dict[RunKey, dict[str, Any]], record: dict[str, Any], measure: str = "returns"
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """``{algorithm: {task: {mode: (seeds,) scores}}}`` of the finished runs, seeds in the plan's order."""
+    """``{algorithm: {task: {mode: (seeds,) scores}}}`` of the finished runs, seeds in the plan's order:
+    the mean return of each run's evaluation episodes, or with ``measure="success"`` the share of them
+    that succeeded (DrawerWorld; runs without success flags are left out)."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     for key in sorted(results, key=lambda k: (record["tasks"].index(k.task), k.algorithm, k.seed)):
-        for mode, rows in results[key]["returns"].items():
+        for mode, rows in results[key].get(measure, {}).items():
             by_mode = table.setdefault(key.algorithm, {}).setdefault(key.task, {})
             by_mode.setdefault(mode, []).append(float(np.mean(rows)))
     return {
@@ -71,13 +73,22 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
     results = read_results(sweep, record)
     per = scores(results, record)
     seeds = len(record["seeds"])
-    cells = {
-        task: {
-            algorithm: {mode: _cell(values, seeds) for mode, values in per[algorithm][task].items()}
-            for algorithm in record["algorithms"]
-            if task in per.get(algorithm, {})
+
+    def table_cells(per: dict[str, dict[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
+        return {
+            task: {
+                algorithm: {mode: _cell(values, seeds) for mode, values in per[algorithm][task].items()}
+                for algorithm in record["algorithms"]
+                if task in per.get(algorithm, {})
+            }
+            for task in record["tasks"]
         }
-        for task in record["tasks"]
+
+    cells = table_cells(per)
+    success = {
+        task: by_algorithm
+        for task, by_algorithm in table_cells(scores(results, record, "success")).items()
+        if by_algorithm
     }
     rng = np.random.default_rng(0)
     overall = {}
@@ -124,6 +135,7 @@ def summarise(sweep: SweepDir, record: dict[str, Any], command: str | None = Non
         "finished": len(results),
         "planned": len(record["tasks"]) * len(record["algorithms"]) * seeds,
         "cells": cells,
+        "success": success,
         "aggregate": overall,
         "vision": vision,
         "other_adapter": other_adapter,
@@ -172,18 +184,16 @@ def markdown(summary: dict[str, Any]) -> str:
         "the worst seed in brackets.",
     ]
     for task in settings["tasks"]:
-        lines += ["", f"### {task}", "", "| algorithm | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
-        for algorithm in settings["algorithms"]:
-            by_mode = summary["cells"].get(task, {}).get(algorithm, {})
-            cells = []
-            for mode in modes:
-                cell = by_mode.get(mode)
-                if cell is None:
-                    cells.append("—")
-                    continue
-                text = "{} ± {} ({})".format(*_numbers(cell["mean"], cell["std"], min(cell["scores"])))
-                cells.append(text if cell["seeds"] == cell["of"] else f"{text} ({cell['seeds']}/{cell['of']} seeds)")
-            lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+        lines += ["", f"### {task}", ""]
+        lines += _cells_table(summary["cells"].get(task, {}), settings["algorithms"], modes)
+        if task in summary.get("success", {}):
+            lines += [
+                "",
+                "Success rate, mean ± std over training seeds (a seed's rate: the share of its evaluation episodes "
+                "that succeeded), the worst seed in brackets:",
+                "",
+            ]
+            lines += _cells_table(summary["success"][task], settings["algorithms"], modes, rates=True)
     if summary["aggregate"]:
         lines += ["", "### IQM over tasks (95% stratified bootstrap interval over training seeds)", ""]
         lines += ["| algorithm | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
@@ -223,6 +233,26 @@ def markdown(summary: dict[str, Any]) -> str:
             times = f"{run['train_seconds']:.0f} | {run['evaluate_seconds']:.0f}"
             lines.append(f"| {run['run']} | {run['frames']} | {times} | {run['commit']} |")
     return "\n".join(lines) + "\n"
+
+
+def _cells_table(
+    by_algorithm: dict[str, Any], algorithms: list[str], modes: list[str], rates: bool = False
+) -> list[str]:
+    """The markdown rows of one task's table: an algorithm per row, ``mean ± std (worst)`` per mode."""
+    lines = ["| algorithm | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+    for algorithm in algorithms:
+        by_mode = by_algorithm.get(algorithm, {})
+        cells = []
+        for mode in modes:
+            cell = by_mode.get(mode)
+            if cell is None:
+                cells.append("—")
+                continue
+            values = (cell["mean"], cell["std"], min(cell["scores"]))
+            text = "{:.2f} ± {:.2f} ({:.2f})".format(*values) if rates else "{} ± {} ({})".format(*_numbers(*values))
+            cells.append(text if cell["seeds"] == cell["of"] else f"{text} ({cell['seeds']}/{cell['of']} seeds)")
+        lines.append(f"| {algorithm} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _seeds(ids: list[int]) -> str:
