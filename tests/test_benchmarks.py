@@ -136,3 +136,26 @@ def test_cpu_speed_prints_the_loops_parts_for_each_thread_count():
     assert "this checkout, 2 threads against this checkout, 1 thread:" in out
     threads = next(line for line in out.splitlines() if line.startswith("torch threads")).split()[2:]
     assert threads == ["1", "2"]  # each measurement ran with the thread count it is labelled with
+
+
+def test_compositing_scores_both_compositings_and_a_bundle_under_each(tmp_path: Path, data_dir) -> None:
+    record = tmp_path / "compositing.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "compositing.py"), "--tasks", "cartpole_balance"]
+    command += ["--episodes", "1", "--steps", "4", "--bundles", "cartpole_balance-vai-seed0", "--seeds", "1"]
+    command += ["--record", str(record)]
+    env = {**os.environ, "VAI_DATA_DIR": str(data_dir)}
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+    scores = json.loads(record.read_text())
+    cells = scores["tasks"]["cartpole_balance"]["scores"]
+    assert scores["tasks"]["cartpole_balance"]["adapter_of"] == "cartpole_balance-vai-seed0"
+    for mode in ("video_easy", "video_hard"):
+        segmentation, greenscreen = cells[mode]["segmentation"], cells[mode]["greenscreen"]
+        assert segmentation["agent_pixels_changed"] == 0.0 < greenscreen["agent_pixels_changed"]
+        assert 0 <= greenscreen["adapter"]["iou"] <= 1 and segmentation["frames"] == 4
+    assert cells["video_hard"]["segmentation"]["video_share_of_background"] == 1.0
+    returns = scores["bundles"]["cartpole_balance-vai-seed0"]
+    assert set(returns) == {"video_easy", "video_hard"} and set(returns["video_hard"]) == {
+        "segmentation",
+        "greenscreen",
+    }
+    assert "video_hard: segmentation" in out

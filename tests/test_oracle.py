@@ -100,7 +100,8 @@ def test_an_oracle_agent_is_evaluated_on_true_mask_x_frame_in_every_mode(data_di
         seen.clear()
         evaluate(agent, TASK, [mode], seeds=1, episodes=1, data_dir=data_dir, workers=1)
         plan = seed_videos(mode, 1, data_dir)
-        plain = env_factory(TASK, mode, data_dir=data_dir, foreground_mask=True)
+        compositing = agent.preset.video_compositing  # video modes as its evaluation composites them
+        plain = env_factory(TASK, mode, data_dir=data_dir, foreground_mask=True, compositing=compositing)
         observation, info = plain.reset(seed=env_seed(0, 0, 1, len(plan.videos), plan.positions[0]))
         for frame, action in seen[:8]:  # the agent saw the plain episode's frames x their true masks
             np.testing.assert_array_equal(frame, masked(observation, info["foreground_mask"])[-3:], err_msg=mode)

@@ -600,6 +600,36 @@ def test_pad_heads_have_vais_shape_and_the_reward_head_reads_both_observations()
         assert agent.aux.losses(obs, action, reward, other, ("reward",))["reward"] != loss
 
 
+def is_orthogonal(weight: torch.Tensor) -> bool:
+    """Rows (or columns, whichever are fewer) orthonormal, as ``nn.init.orthogonal_`` makes them."""
+    w = weight.detach().reshape(weight.shape[0], -1)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return torch.allclose(gram, torch.eye(len(gram)), atol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["default", "orthogonal"])
+def test_pad_heads_own_encoder_layers_take_vais_default_initialisation_or_orthogonal(init):
+    assert get_rl_preset("paper").aux_encoder_init == "default"  # VAI leaves its ss_encoder alone
+    agent = make_agent(preset=replace(TINY, aux_encoder_init=init))
+    encoder = agent.aux.encoder
+    own = [encoder.projection, *encoder.own]
+    assert own[1:], "TINY's heads have a conv of their own"
+    for layer in own:
+        if init == "orthogonal":
+            assert not layer.bias.any()
+        else:  # PyTorch's kaiming-uniform weights and uniform biases, within 1/sqrt(fan_in)
+            fan_in = layer.weight[0].numel()
+            assert layer.bias.abs().max() > 0 and layer.bias.abs().max() <= fan_in**-0.5
+            assert not is_orthogonal(layer.weight) and layer.weight.abs().max() <= fan_in**-0.5
+    assert is_orthogonal(encoder.projection.weight) == (init == "orthogonal")
+    # The actor, the critic, the heads' MLPs and the shared convs are SAC-AE's orthogonal either way.
+    assert is_orthogonal(agent.critic.encoder.projection.weight)
+    assert is_orthogonal(agent.actor.encoder.projection.weight)
+    assert all(is_orthogonal(head[0].weight) for head in agent.aux.heads.values())
+    shared = encoder.convs[0]
+    assert shared is agent.critic.encoder.convs[0] and not shared.bias.any()
+
+
 def test_checkpoints_of_the_frame_counting_version_are_refused_in_one_line(tmp_path):
     path = save_checkpoint(make_agent(), tmp_path / "agent.pt", "cartpole_balance", {"step": 0})
     payload = torch.load(path, weights_only=True)

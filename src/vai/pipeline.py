@@ -31,7 +31,7 @@ from vai.atomic import write_json_atomic
 from vai.context import RunContext
 from vai.errors import UserError
 from vai.lock import empty, owning
-from vai.presets.rl import ALGORITHMS, RL_PRESETS, aux_task_names, get_rl_preset
+from vai.presets.rl import ALGORITHMS, OLDER_RECORDS, RL_PRESETS, aux_task_names, get_rl_preset
 from vai.presets.settings import override
 from vai.presets.vision import VISION_PRESETS, get_vision_preset
 from vai.progress import step_lines
@@ -95,8 +95,10 @@ def check_same_settings(path: Path, config: dict[str, Any], free: set[str] = FRE
 
     Finished stages are reused and an unfinished agent resumes with its own settings, so going on
     under other settings would mix two configurations and make ``run.json`` describe neither.
-    Settings in ``free`` may change; a setting only one side knows (a field added in a later version)
-    is not compared. ``fix`` ends each refusal: how the user goes on.
+    Settings in ``free`` may change; an RL field that a record made before it existed lacks counts
+    as the value such runs had (:data:`vai.presets.rl.OLDER_RECORDS`); any other setting only one
+    side knows (a field added in a later version) is not compared. ``fix`` ends each refusal: how the
+    user goes on.
     """
     if not path.is_file():
         return
@@ -111,6 +113,8 @@ def check_same_settings(path: Path, config: dict[str, Any], free: set[str] = FRE
         )
     if isinstance(recorded.get("rl.aux_tasks"), str):  # an older record's comma-separated heads
         recorded["rl.aux_tasks"] = list(aux_task_names(recorded["rl.aux_tasks"]))
+    if any(key.startswith("rl.") for key in recorded):
+        recorded = {**{f"rl.{key}": value for key, value in OLDER_RECORDS.items()}, **recorded}
     wanted = _flat(json.loads(json.dumps(config)))  # as it would be recorded: tuples become lists
     changed = [
         f"{key} {recorded[key]!r} -> {wanted[key]!r}"

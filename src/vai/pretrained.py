@@ -149,9 +149,10 @@ class PretrainedAgent:
 
     def make_env(self, mode: str = "train", **kwargs):
         """The task's environment in ``mode``, as the agent was trained and evaluated on it (an oracle
-        row's on true mask x frame)."""
+        row's on true mask x frame; video modes composited as its preset's ``video_compositing``)."""
         from vai.envs import make_env
 
+        kwargs.setdefault("compositing", self.agent.preset.video_compositing)
         return make_env(self.task, mode, oracle=self.agent.spec.oracle, **kwargs)
 
     def first_episode(self, mode: str = "train", data_dir=None) -> float:
@@ -176,21 +177,19 @@ def load(
 def load_agent_weights(path: Path, device: str = "cpu"):
     """A :class:`vai.rl.sac.SACAgent` that acts as the bundle's: its actor and adapter loaded."""
     from vai.checkpoints import load_tensors
-    from vai.presets.rl import RLPreset
+    from vai.presets.rl import preset_from_record
     from vai.rl.sac import SACAgent
     from vai.vision.adapter import AttentionAdapter
 
     tensors, metadata = load_tensors(BUNDLE, path)
     try:
         built = json.loads(metadata["agent"])
-        # JSON made the preset's tuples (aux_tasks) lists.
-        preset = {key: tuple(value) if isinstance(value, list) else value for key, value in built["preset"].items()}
         adapter = AttentionAdapter(**built["adapter_config"]) if built["adapter_config"] else None
         agent = SACAgent(
             built["algorithm"],
             tuple(built["obs_shape"]),
             built["action_dim"],
-            RLPreset(**preset),
+            preset_from_record(built["preset"]),
             tuple(built["layers"]),
             adapter=adapter,
             device=device,

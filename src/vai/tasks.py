@@ -23,6 +23,10 @@ FRAME_STACK = 3
 COLOR_MODES = ("color_easy", "color_hard")
 VIDEO_MODES = ("video_easy", "video_hard")
 DMC_MODES = ("train", *COLOR_MODES, *VIDEO_MODES)
+
+COMPOSITING = ("segmentation", "greenscreen")
+"""How DeepMind Control's video modes put the video behind the agent: exactly the pixels segmentation
+marks as background, or DMControl-GB's green screen and key (:mod:`vai.envs.distractions`)."""
 """DMControl-GB test modes; ``videoN`` (one video of the easy set) is accepted too."""
 
 DRAWER_TEXTURES = ("grid", "black", "blanket", "fabric", "metal", "marble", "wood")
@@ -162,6 +166,13 @@ def video_number(mode: str) -> int | None:
     """N for a ``videoN`` mode, else None."""
     match = re.fullmatch(r"video(\d+)", mode)
     return int(match.group(1)) if match else None
+
+
+def check_compositing(compositing: str) -> str:
+    """``compositing`` if it is one of :data:`COMPOSITING`; ValueError otherwise."""
+    if compositing not in COMPOSITING:
+        raise ValueError(f"compositing must be one of {', '.join(COMPOSITING)}, not {compositing!r}")
+    return compositing
 
 
 def check_mode(task: DMCTask | DrawerTask, mode: str) -> str:

@@ -2,8 +2,12 @@
 
 Colour modes re-generate the floor-grid and skybox textures exactly as MuJoCo builds them from the
 suite's XML (``common/materials.xml``, ``common/skybox.xml``) with DMControl-GB's colours, and set the
-``self`` material, so no dm_control file is forked. Video modes composite a video frame over the pixels
-that segmentation labels as sky (``video_easy``) or as anything but the agent (``video_hard``).
+``self`` material, so no dm_control file is forked. Video modes composite a video frame over the frame in
+one of two ways (:data:`vai.tasks.COMPOSITING`): ``"segmentation"`` replaces exactly the pixels that segmentation
+labels as sky (``video_easy``) or as anything but the agent (``video_hard``); ``"greenscreen"`` is
+DMControl-GB's and VAI's: the skybox (and, in ``video_hard``, the floor) is painted green and every
+pixel whose colour falls in the green key (:func:`green_pixels`) is replaced, reflections of the green
+in the floor and the agent included, the rail and other static props kept.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import numpy as np
 from vai.data.store import damaged_data
 from vai.data.video import VideoCache
 from vai.envs.render import SceneRenderer
+from vai.tasks import check_compositing
 
 # dm_control suite defaults (common/materials.xml, common/skybox.xml); DMControl-GB changes only
 # grid rgb1/rgb2, skybox rgb1 and the `self` material.
 _GRID_XML = (
     '<texture name="grid" type="2d" builtin="checker" rgb1="{grid_rgb1}" rgb2="{grid_rgb2}" '
-    'width="300" height="300" mark="edge" markrgb=".2 .3 .4"/>'
+    'width="300" height="300" mark="edge" markrgb="{grid_markrgb}"/>'
 )
 _SKYBOX_XML = (
-    '<texture name="skybox" type="skybox" builtin="gradient" rgb1="{skybox_rgb}" rgb2="0 0 0" '
-    'width="800" height="800" mark="random" markrgb="1 1 1"/>'
+    '<texture name="skybox" type="skybox" builtin="gradient" rgb1="{skybox_rgb}" rgb2="{skybox_rgb2}" '
+    'width="800" height="800" mark="random" markrgb="{skybox_markrgb}"/>'
 )
+_FIXED_COLORS = {"grid_markrgb": (0.2, 0.3, 0.4), "skybox_rgb2": (0.0, 0.0, 0.0), "skybox_markrgb": (1.0, 1.0, 1.0)}
+"""The suite's texture colours that DMControl-GB's colour sets leave alone (the green screen sets them)."""
 DEFAULT_COLORS = {
     "grid_rgb1": (0.1, 0.2, 0.3),
     "grid_rgb2": (0.2, 0.3, 0.4),
@@ -36,6 +43,13 @@ DEFAULT_COLORS = {
     "skybox_rgb": (0.4, 0.6, 0.8),
 }
 COLOR_KEYS = tuple(DEFAULT_COLORS)
+
+GREEN = (0.2, 0.8, 0.2)
+"""DMControl-GB's green screen colour (``env/wrappers.py`` ``ColorWrapper``)."""
+
+GREEN_KEY = ((100.0, 80.0, 70.0), (185.0, 255.0, 255.0))
+"""DMControl-GB's green key, lowest and highest (hue in degrees, saturation, value on 0-255), both
+ends included (``do_green_screen``)."""
 
 GENERATOR_STD = {"color_easy": 0.1, "color_hard": 0.2}
 """Standard deviation of the colour generator, fitted to DMControl-GB's sets (see generate_colors)."""
@@ -106,10 +120,18 @@ class ColorRandomizer:
 
     def apply(self, index: int) -> None:
         """Switch the scene to setting ``index``."""
-        setting = self.settings[index]
-        grid = _builtin_texture(_GRID_XML, grid_rgb1=setting["grid_rgb1"], grid_rgb2=setting["grid_rgb2"])
-        skybox = _builtin_texture(_SKYBOX_XML, skybox_rgb=setting["skybox_rgb"])
-        self._write(grid, skybox, np.append(setting["self_rgb"], self._original_self[3]))
+        self.paint(self.settings[index])
+
+    def paint(self, setting: dict[str, Sequence[float]]) -> None:
+        """Switch the scene to ``setting``: any of the ``COLOR_KEYS`` and ``grid_markrgb``,
+        ``skybox_rgb2``, ``skybox_markrgb``; a colour it leaves out is the suite's own."""
+        colors = {**DEFAULT_COLORS, **_FIXED_COLORS, **setting}
+        grid = _builtin_texture(_GRID_XML, **{k: colors[k] for k in ("grid_rgb1", "grid_rgb2", "grid_markrgb")})
+        skybox = _builtin_texture(
+            _SKYBOX_XML, **{k: colors[k] for k in ("skybox_rgb", "skybox_rgb2", "skybox_markrgb")}
+        )
+        self_rgb = setting.get("self_rgb", self._original_self[:3])
+        self._write(grid, skybox, np.append(self_rgb, self._original_self[3]))
 
     def restore(self) -> None:
         """Back to the suite's own colours."""
@@ -123,18 +145,48 @@ class ColorRandomizer:
         self._renderer.upload_texture(self._skybox)
 
 
+def green_screen(floor: bool) -> dict[str, tuple[float, ...]]:
+    """DMControl-GB's green screen as a colour setting for :meth:`ColorRandomizer.paint`: the whole
+    skybox green, and the floor's checkers and lines too when ``floor`` (``video_hard``)."""
+    sky = {"skybox_rgb": GREEN, "skybox_rgb2": GREEN, "skybox_markrgb": GREEN}
+    return {**sky, "grid_rgb1": GREEN, "grid_rgb2": GREEN, "grid_markrgb": GREEN} if floor else sky
+
+
+def green_pixels(rgb: np.ndarray) -> np.ndarray:
+    """bool (..., H, W): the pixels of uint8 ``rgb`` (..., H, W, 3) inside DMControl-GB's green key
+    (:data:`GREEN_KEY`), its HSV being Python's ``colorsys`` one with saturation and value on 0-255."""
+    color = rgb.astype(np.float64) / 255.0
+    high, low = color.max(axis=-1), color.min(axis=-1)
+    spread = high - low
+    grey = spread == 0
+    safe = np.where(grey, 1.0, spread)
+    r, g, b = (color[..., i] for i in range(3))
+    rc, gc, bc = (high - r) / safe, (high - g) / safe, (high - b) / safe
+    hue = np.where(r == high, bc - gc, np.where(g == high, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = np.where(grey, 0.0, (hue / 6.0) % 1.0) * 360.0
+    saturation = np.where(grey, 0.0, spread / np.where(high > 0, high, 1.0)) * 255.0
+    value = high * 255.0
+    (h0, s0, v0), (h1, s1, v1) = GREEN_KEY
+    return (hue >= h0) & (hue <= h1) & (saturation >= s0) & (saturation <= s1) & (value >= v0) & (value <= v1)
+
+
 class VideoBackground:
     """Replaces a region of each frame by the current frame of a video, one video frame per step.
 
-    ``region`` is ``"sky"`` (pixels where nothing was drawn: DMControl-GB's ``video_easy``) or
-    ``"background"`` (every pixel that is not foreground: ``video_hard``).
+    ``region`` is ``"sky"`` (``video_easy``) or ``"background"`` (``video_hard``). With
+    ``compositing="segmentation"`` they are the pixels where nothing was drawn, and every pixel that
+    is not foreground; with ``"greenscreen"`` the pixels in the green key, the scene being painted by
+    :func:`green_screen` (sky; sky and floor).
     """
 
-    def __init__(self, paths: Sequence[Path], region: str, size: int, cache: VideoCache):
+    def __init__(
+        self, paths: Sequence[Path], region: str, size: int, cache: VideoCache, compositing: str = "segmentation"
+    ):
         if region not in ("sky", "background"):
             raise ValueError(f"region must be 'sky' or 'background', not {region!r}")
         self.paths = list(paths)
         self.region = region
+        self.compositing = check_compositing(compositing)
         self._size = size
         self._cache = cache
         self.video_index = 0
@@ -150,9 +202,16 @@ class VideoBackground:
     def advance(self) -> None:
         self.frame_index += 1
 
-    def composite(self, rgb: np.ndarray, segments: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    @property
+    def needs_segments(self) -> bool:
+        """Whether :meth:`composite` reads segmentation."""
+        return self.compositing == "segmentation"
+
+    def composite(self, rgb: np.ndarray, segments: np.ndarray | None, foreground: np.ndarray | None) -> np.ndarray:
         """The frame with the region replaced by the current video frame (video loops if short)."""
-        if self.region == "sky":
+        if self.compositing == "greenscreen":
+            replace = green_pixels(rgb)
+        elif self.region == "sky":
             replace = segments[..., 1] == -1
         else:
             replace = ~foreground

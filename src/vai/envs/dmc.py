@@ -13,9 +13,15 @@ from dm_control import suite
 from vai.data.video import VideoCache
 from vai.envs import datasets
 from vai.envs.base import PixelEnv
-from vai.envs.distractions import ColorRandomizer, VideoBackground, generate_colors, load_colors
+from vai.envs.distractions import (
+    ColorRandomizer,
+    VideoBackground,
+    generate_colors,
+    green_screen,
+    load_colors,
+)
 from vai.envs.render import ForegroundIndex, SceneRenderer, moving_bodies
-from vai.tasks import COLOR_MODES, IMAGE_SIZE, DMCTask, check_mode
+from vai.tasks import COLOR_MODES, IMAGE_SIZE, DMCTask, check_compositing, check_mode
 
 
 class DMCEnv(PixelEnv):
@@ -23,7 +29,9 @@ class DMCEnv(PixelEnv):
 
     Modes: ``train``, ``color_easy``, ``color_hard`` (one of 100 colour settings per episode),
     ``video_easy`` (sky replaced by video), ``video_hard`` (everything but the agent replaced),
-    ``videoN`` (``video_easy`` with video N only).
+    ``videoN`` (``video_easy`` with video N only). ``compositing`` says how the video modes put the
+    video behind the agent: by segmentation, or by DMControl-GB's green screen (see
+    :mod:`vai.envs.distractions`).
     """
 
     def __init__(
@@ -35,8 +43,10 @@ class DMCEnv(PixelEnv):
         render_mode: str | None = None,
         video_cache: VideoCache | None = None,
         oracle: bool = False,
+        compositing: str = "segmentation",
     ):
         self.task = task
+        self.compositing = check_compositing(compositing)
         self._data_dir = data_dir
         self._video_cache = video_cache if video_cache is not None else VideoCache()
         self._dm_env = suite.load(task.domain, task.task, task_kwargs={"random": 0})
@@ -98,8 +108,14 @@ class DMCEnv(PixelEnv):
             else:
                 self._colors.settings = load_colors(path)
         elif paths := datasets.mode_videos(mode, self._data_dir):
-            region = "background" if mode == "video_hard" else "sky"  # video_hard replaces all behind the agent
-            self._video = VideoBackground(paths, region, IMAGE_SIZE, self._video_cache)
+            hard = mode == "video_hard"  # video_hard replaces all behind the agent
+            self._video = VideoBackground(
+                paths, "background" if hard else "sky", IMAGE_SIZE, self._video_cache, self.compositing
+            )
+            if self.compositing == "greenscreen":
+                if self._colors is None:
+                    self._colors = ColorRandomizer(self._model, self._renderer, [])
+                self._colors.paint(green_screen(floor=hard))
 
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
         # dm_control draws the initial state from the task's RandomState: seed it from our stream.
@@ -126,7 +142,7 @@ class DMCEnv(PixelEnv):
             self._video.advance()
 
     def _draw(self) -> tuple[np.ndarray, np.ndarray | None]:
-        need_segments = self.want_foreground_mask or self._video is not None
+        need_segments = self.want_foreground_mask or (self._video is not None and self._video.needs_segments)
         rgb, segments = self._renderer.render(self._data, segmentation=need_segments)
         if segments is None:
             return rgb, None

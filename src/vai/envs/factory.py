@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from vai.envs.gl import ensure_backend
-from vai.tasks import DMC_TASKS, TASKS, DMCTask, check_mode, get_task
+from vai.tasks import DMC_TASKS, TASKS, DMCTask, check_compositing, check_mode, get_task
 
 GYM_NAMESPACE = "vai"
 
@@ -21,6 +21,7 @@ def make_env(
     render_mode: str | None = None,
     video_cache=None,
     oracle: bool = False,
+    compositing: str = "segmentation",
 ):
     """A pixel environment for ``task`` in test ``mode``.
 
@@ -32,7 +33,9 @@ def make_env(
     ``seed`` seeds the first reset (``env.reset(seed=...)`` overrides it). ``foreground_mask=True``
     adds the ground-truth mask of each stacked frame to ``info`` (for measurement only); ``oracle=True``
     blacks out every pixel off the agent by that mask (the tables' oracle row: what a perfect
-    attention adapter would give; never a preset default). Modes switch
+    attention adapter would give; never a preset default). ``compositing`` is how video modes put the
+    video behind the agent: ``"segmentation"`` (exactly the pixels segmentation marks) or
+    ``"greenscreen"`` (DMControl-GB's green key, as VAI evaluates; DeepMind Control only). Modes switch
     between episodes with ``env.unwrapped.set_mode(...)`` or ``env.reset(options={"mode": ...})``.
     Pass one ``vai.data.video.VideoCache`` to many environments to decode each video once.
     """
@@ -43,8 +46,9 @@ def make_env(
     if isinstance(preset, DMCTask):
         from vai.envs.dmc import DMCEnv
 
-        env = DMCEnv(preset, mode, directory, foreground_mask, render_mode, video_cache, oracle)
+        env = DMCEnv(preset, mode, directory, foreground_mask, render_mode, video_cache, oracle, compositing)
     else:
+        check_compositing(compositing)  # DrawerWorld has no video modes
         from vai.envs.drawer import DrawerEnv
 
         env = DrawerEnv(preset, mode, directory, foreground_mask, render_mode, oracle)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vai.presets.settings import named_preset, setting
-from vai.tasks import DEFAULT_ENCODER_LAYERS, ENCODER_LAYERS
+from vai.tasks import COMPOSITING, DEFAULT_ENCODER_LAYERS, ENCODER_LAYERS
 
 ALGORITHMS = ("vai", "sac", "drq", "svea")
 """``vai``: frozen adapter in front, adapt_aug; ``sac``: no adapter (random crop only); ``drq``: random
@@ -121,6 +121,10 @@ class RLPreset:
     ``--reward_lr``, ``--encoder_lr``)."""
     aux_update_every: int = 2
     """Updates between steps of the heads (VAI: 2, ``--ss_update_freq``)."""
+    aux_encoder_init: str = setting("default", choices=("default", "orthogonal"))
+    """Initialisation of the heads' own encoder layers (their convs beyond the shared ones and their
+    projection): PyTorch's ``default`` (VAI: its ``ss_encoder`` is left out of ``weight_init``) or
+    SAC-AE's ``orthogonal``, as the actor, the critic and the heads' MLPs have in both."""
     adapt_boxes: int = setting(15, minimum=0)
     """VAI's adapt_aug (vai only): boxes of random colour painted on every frame of the adapted
     observation, each frame at its own places (VAI: 15, ``encoder.py``); 0: none."""
@@ -156,6 +160,10 @@ class RLPreset:
     """Final evaluation of ``vai run``: seeds per mode (VAI: 10; seed i plays video i)."""
     test_episodes: int = 10
     """Final evaluation of ``vai run``: episodes per seed and mode (VAI: 10)."""
+    video_compositing: str = setting("greenscreen", choices=COMPOSITING)
+    """How every evaluation of the agent puts the video behind it in ``video_easy`` / ``video_hard``:
+    DMControl-GB's green screen and key (VAI: ``greenscreen``, ``env/dmc_wrappers.py``) or exactly the
+    pixels segmentation marks (``segmentation``; see :mod:`vai.envs.distractions`)."""
 
     def __post_init__(self) -> None:
         """``aux_tasks`` as a tuple of known heads, whatever sequence it is given as (a JSON list, or
@@ -187,6 +195,7 @@ RL_PRESETS: dict[str, RLPreset] = {
         test_seeds=2,
         test_episodes=1,
         adapt_noise_bank=True,
+        aux_encoder_init="orthogonal",
     ),
 }
 """``paper``: VAI's settings for a GPU. ``quick``: the same algorithm sized for a 2-core CPU and a few
@@ -195,6 +204,24 @@ encoder, and values that settle within such a run: discount 0.9, 3-step returns 
 that moves by 0.05 every step, where the paper's 0.99, one-step returns and 0.01 every 2 steps need
 tens of thousands of updates (``docs/fidelity.md`` lists each difference and why). Evaluations during
 training are few (start, middle, end): each renders as much as a few hundred training steps."""
+
+
+OLDER_RECORDS = {
+    "adapter_per_crop": False,
+    "adapt_noise_bank": True,
+    "video_compositing": "segmentation",
+    "aux_encoder_init": "orthogonal",
+}
+"""What an agent saved before one of these fields existed ran with: it stored adapted frames, took its
+CPU noise from the bank, was evaluated on segmentation compositing and initialised every layer
+orthogonally."""
+
+
+def preset_from_record(settings: dict) -> RLPreset:
+    """The preset a checkpoint or bundle stored as a dict (tuples as JSON lists, fields added since
+    taking their :data:`OLDER_RECORDS` value); TypeError or ValueError for one that is not a preset."""
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
+    return RLPreset(**{**OLDER_RECORDS, **values})
 
 
 def get_rl_preset(name: str) -> RLPreset:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from vai.checkpoints import CheckpointFormat, load_payload, save_payload
-from vai.presets.rl import RLPreset
+from vai.presets.rl import preset_from_record
 
 CHECKPOINT = CheckpointFormat(
     name="vai.agent",
@@ -63,9 +63,7 @@ def load_agent(path: str | os.PathLike, device: str | torch.device = "cpu", with
 
     payload = read_checkpoint(path)
     try:
-        # A checkpoint from before ``adapter_per_crop`` existed stored adapted frames (the stored form);
-        # one from before ``adapt_noise_bank`` took its CPU noise from the bank.
-        preset = RLPreset(**{"adapter_per_crop": False, "adapt_noise_bank": True, **payload["preset"]})
+        preset = preset_from_record(payload["preset"])
         adapter = AttentionAdapter(**payload["adapter_config"]) if payload["adapter_config"] else None
         agent = SACAgent(
             payload["algorithm"],

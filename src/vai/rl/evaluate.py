@@ -140,6 +140,7 @@ def evaluate(
     video_cache: VideoCache | None = None,
     workers: int | None = None,
     end_at_success: bool = True,
+    compositing: str | None = None,
 ) -> dict[str, ModeResult]:
     """Returns per mode of ``agent`` on ``task``: ``episodes`` episodes of each evaluated seed.
 
@@ -150,9 +151,11 @@ def evaluate(
     environments' physics and rendering release Python's lock, so the seeds overlap; the policy's
     forward passes take turns. Every seed's episodes are what they
     would be alone: the returns do not depend on ``workers``. ``end_at_success=False`` plays DrawerWorld
-    episodes to their time limit (VAI's training-time evaluation, ``train.py``).
+    episodes to their time limit (VAI's training-time evaluation, ``train.py``). Video modes are
+    composited as ``compositing`` says (default: the agent's preset's ``video_compositing``).
     """
     video_cache = video_cache or VideoCache()
+    compositing = compositing or agent.preset.video_compositing
     oracle = agent.spec.oracle  # an oracle agent sees true mask x frame in every mode, as in training
     workers = max(1, min(seeds, workers or usable_cores()))
     results = {}
@@ -162,7 +165,9 @@ def evaluate(
             plan = seed_videos(mode, seeds, data_dir)
 
             def play(seed_index: int, mode: str = mode, plan: SeedVideos = plan) -> ModeResult:
-                env = make_env(task, mode, data_dir=data_dir, video_cache=video_cache, oracle=oracle)
+                env = make_env(
+                    task, mode, data_dir=data_dir, video_cache=video_cache, oracle=oracle, compositing=compositing
+                )
                 try:
                     return _evaluate_seed(
                         env, agent, seed_index, seeds, episodes, plan, test_time_adaptation, end_at_success

@@ -154,6 +154,9 @@ class SACAgent(nn.Module):
                 )
                 self.aux = AuxiliaryHeads(aux_encoder, self.aux_tasks, action_dim, preset.hidden_dim)
             self.apply(orthogonal_init)
+            if self.aux is not None and preset.aux_encoder_init == "default":
+                for layer in [*aux_encoder.own, aux_encoder.projection, aux_encoder.norm]:
+                    layer.reset_parameters()  # PyTorch's own initialisation, as VAI leaves its ss_encoder
         self.critic_target = copy.deepcopy(self.critic)
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(preset.init_temperature)))

@@ -24,7 +24,7 @@ SCALE = 3
 
 def record_showcase(agent, task: str, mode: str, out: Path, steps: int = 100, seed: int = 0, data_dir=None) -> Path:
     """Run ``agent`` for ``steps`` steps of ``task`` in ``mode`` and write the comparison video."""
-    env = make_env(task, mode, data_dir=data_dir, oracle=agent.spec.oracle)
+    env = make_env(task, mode, data_dir=data_dir, oracle=agent.spec.oracle, compositing=agent.preset.video_compositing)
     tiles = []
     try:
         obs, _ = env.reset(seed=seed)
