@@ -104,11 +104,15 @@ RECORDED_NOISE = {"adapt_noise_bank": True} if hasattr(RLPreset, "adapt_noise_ba
 """The reference's paper updates took adapt_aug's noise from the CPU's bank, which code older than
 the setting always did; --record with such code's src leaves the setting out."""
 
+RECORDED_INIT = {"aux_encoder_init": "orthogonal"} if hasattr(RLPreset, "aux_encoder_init") else {}
+"""The reference's paper networks initialised the PAD heads' own layers orthogonally, as code older than
+the setting did."""
+
 
 @on_one_thread
 def paper_updates(updates: int = 4) -> dict[str, list[float]]:
     """``updates`` updates of the `paper` networks (vai, adapter per crop) on a replay of random frames."""
-    preset = replace(get_rl_preset("paper"), batch_size=8, **RECORDED_NOISE)
+    preset = replace(get_rl_preset("paper"), batch_size=8, **RECORDED_NOISE, **RECORDED_INIT)
     agent = SACAgent("vai", (9, 100, 100), 6, preset, (4, 4), seeded_adapter(1), "cpu", seed=1)
     buffer = ReplayBuffer(64, (3, 100, 100), 6, seed=1)
     rng = np.random.default_rng(1)
