@@ -59,14 +59,12 @@ def record_frames(task: str, mode: str, compositing: str, episodes: int, steps: 
     return np.stack(frames), np.stack(truth), np.stack(behind)
 
 
-def frame_scores(task: str, episodes: int, steps: int, data_dir, adapter=None) -> dict:
+def frame_scores(task: str, episodes: int, steps: int, data_dir, cache, adapter=None) -> dict:
     """Per mode and compositing: video share of the background, agent pixels changed, adapter scores."""
     from vai.crops import center_crop
-    from vai.data.video import VideoCache
     from vai.vision.evaluate import CROP, adapter_probabilities
     from vai.vision.metrics import mask_scores
 
-    cache = VideoCache()
     scores: dict = {}
     for mode in MODES:
         recorded = {c: record_frames(task, mode, c, episodes, steps, data_dir, cache) for c in COMPOSITINGS}
@@ -87,7 +85,7 @@ def frame_scores(task: str, episodes: int, steps: int, data_dir, adapter=None) -
     return scores
 
 
-def bundle_returns(name: str, seeds: int, data_dir) -> dict:
+def bundle_returns(name: str, seeds: int, data_dir, cache) -> dict:
     """A bundle's returns per video mode and compositing: ``seeds`` evaluation seeds, one episode each."""
     from vai.pretrained import find_bundle
     from vai.rl.evaluate import evaluate
@@ -95,7 +93,9 @@ def bundle_returns(name: str, seeds: int, data_dir) -> dict:
     agent = find_bundle(name).agent().agent
     out: dict = {}
     for compositing in COMPOSITINGS:
-        results = evaluate(agent, agent_task(name), list(MODES), seeds, 1, data_dir, compositing=compositing)
+        results = evaluate(
+            agent, agent_task(name), list(MODES), seeds, 1, data_dir, video_cache=cache, compositing=compositing
+        )
         for mode, result in results.items():
             out.setdefault(mode, {})[compositing] = {
                 "mean": float(result.returns.mean()),
@@ -135,6 +135,7 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
     from vai.atomic import write_json_atomic
+    from vai.data.video import VideoCache
     from vai.pretrained import bundle_names, find_bundle
     from vai.sweep.jobs import machine
     from vai.vision.adapter import load_adapter
@@ -145,6 +146,7 @@ def main() -> None:
         names = [name for name in bundle_names() if find_bundle(name).card["task"] in args.tasks]
     names = names or []
     adapter_files = dict(item.split("=", 1) for item in args.adapter)
+    cache = VideoCache()  # each clip decoded once for every mode, compositing and bundle
     record: dict = {"tasks": {}, "bundles": {}, "episodes": args.episodes, "steps": args.steps}
     for task in args.tasks:
         learned = [n for n in names if agent_task(n) == task and find_bundle(n).card["algorithm"] == "vai"]
@@ -154,7 +156,7 @@ def main() -> None:
         elif learned:
             adapter, source = find_bundle(learned[0]).agent().agent.observe.adapter, learned[0]
         started = time.monotonic()
-        scores = frame_scores(task, args.episodes, args.steps, data_dir, adapter)
+        scores = frame_scores(task, args.episodes, args.steps, data_dir, cache, adapter)
         record["tasks"][task] = {"scores": scores, "adapter_of": source}
         print(f"{task} ({time.monotonic() - started:.0f} s; adapter of {source or 'none'})")
         for mode, cells in scores.items():
@@ -168,7 +170,7 @@ def main() -> None:
                 print(line)
     for name in names:
         started = time.monotonic()
-        record["bundles"][name] = bundle_returns(name, args.seeds, data_dir)
+        record["bundles"][name] = bundle_returns(name, args.seeds, data_dir, cache)
         print(f"{name} ({time.monotonic() - started:.0f} s)")
         for mode, cells in record["bundles"][name].items():
             print("  " + mode + ": " + ", ".join(f"{c} {cell['mean']:.1f}" for c, cell in cells.items()))

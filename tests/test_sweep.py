@@ -225,36 +225,30 @@ def test_every_finished_run_exports_as_a_bundle_that_replays_its_card(sweep_dir,
     assert_user_error(run_vai("pretrained", "show", "walker_walk-vai-seed0", env=env), "no pretrained bundle")
 
 
-def test_an_oracle_sweep_runs_no_vision_stage_and_names_its_rows(tmp_path, data_dir):
+def test_an_oracle_drawerworld_sweep_runs_no_vision_stage_and_tables_success(tmp_path, data_dir, sweep_dir):
     out = tmp_path / "oracle"
     args = sweep_args(out, "--attention", "oracle", "learned", algos=("sac",), seeds="0")
-    result = run_vai(*args, env={"VAI_DATA_DIR": str(data_dir)})
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert json.loads((out / "sweep.json").read_text())["algorithms"] == ["sac+oracle", "sac"]
-    assert sorted(path.name for path in (out / "results").iterdir()) == [
-        f"{TASK}-sac+oracle-seed0.json",
-        f"{TASK}-sac-seed0.json",
-    ]  # no TASK-vision.json: neither row sees through a learned adapter
-    assert "| sac+oracle |" in (out / "table.md").read_text()
-
-
-def test_a_drawerworld_sweep_tables_the_success_rate_per_texture(tmp_path, data_dir, sweep_dir):
-    out = tmp_path / "drawer"
-    args = sweep_args(out, "--attention", "oracle", algos=("sac",), seeds="0")
     args[1] = "drawer_open"
     args[args.index("color_hard")] = "black"
     result = run_vai(*args, env={"VAI_DATA_DIR": str(data_dir)})
     assert result.returncode == 0, result.stderr + result.stdout
+    assert json.loads((out / "sweep.json").read_text())["algorithms"] == ["sac+oracle", "sac"]
+    assert sorted(path.name for path in (out / "results").iterdir()) == [
+        "drawer_open-sac+oracle-seed0.json",
+        "drawer_open-sac-seed0.json",
+    ]  # no TASK-vision.json: neither row sees through a learned adapter
+    text = (out / "table.md").read_text()
+    assert "| sac+oracle |" in text
+    # DrawerWorld's table gives each texture's success rate beside its return; DeepMind Control's has none.
     run = json.loads((out / "results" / "drawer_open-sac+oracle-seed0.json").read_text())
     table = json.loads((out / "table.json").read_text())
     for mode in ("train", "black"):
         flags = run["success"][mode]  # evaluation seeds x episodes, 1 for an episode that succeeded
         cell = table["success"]["drawer_open"]["sac+oracle"][mode]
         assert cell["scores"] == [float(np.mean(flags))] and 0 <= cell["mean"] <= 1
-    text = (out / "table.md").read_text()
     rate = table["success"]["drawer_open"]["sac+oracle"]["black"]["mean"]
     assert "Success rate, mean ± std over training seeds" in text and f"| sac+oracle | {rate:.2f} ± 0.00" in text
-    assert "Success rate" not in (sweep_dir / "table.md").read_text()  # DeepMind Control has none
+    assert "Success rate" not in (sweep_dir / "table.md").read_text()
 
 
 def test_seeds_parse_as_ranges_and_lists():
