@@ -6,8 +6,9 @@ suite's XML (``common/materials.xml``, ``common/skybox.xml``) with DMControl-GB'
 one of two ways (:data:`vai.tasks.COMPOSITING`): ``"segmentation"`` replaces exactly the pixels that segmentation
 labels as sky (``video_easy``) or as anything but the agent (``video_hard``); ``"greenscreen"`` is
 DMControl-GB's and VAI's: the skybox (and, in ``video_hard``, the floor) is painted green and every
-pixel whose colour falls in the green key (:func:`green_pixels`) is replaced, reflections of the green
-in the floor and the agent included, the rail and other static props kept.
+pixel whose colour falls in the green key (:func:`green_pixels`) is replaced: the floor's reflections
+of the green too, and thin props anti-aliased into the key (cartpole's rail); the agent keeps its
+pixels but for green-tinted edges.
 """
 
 from __future__ import annotations
