@@ -208,6 +208,9 @@ def test_every_finished_run_exports_as_a_bundle_that_replays_its_card(sweep_dir,
     result = json.loads((sweep_dir / "results" / f"{TASK}-vai-seed1.json").read_text())
     assert agent.card["returns"]["color_hard"]["mean"] == pytest.approx(np.mean(result["returns"]["color_hard"]))
     assert agent.card["adapter_sha256"] == result["adapter_sha256"]
+    card = (out / f"{TASK}-vai-seed1" / "README.md").read_text()
+    assert "video modes composited by greenscreen" in card  # the quick preset's, recorded with the sweep
+    assert agent.make_env("train").unwrapped.compositing == "greenscreen"
     for mode in ("train", "color_hard"):
         assert agent.first_episode(mode, data_dir) == pytest.approx(result["returns"][mode][0][0], rel=1e-6)
     obs, _ = agent.make_env("train").reset(seed=0)

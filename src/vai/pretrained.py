@@ -274,6 +274,9 @@ def _cell(values: np.ndarray) -> dict[str, Any]:
 
 def card_text(card: dict[str, Any]) -> str:
     """The card in words (``README.md`` of the bundle)."""
+    from vai.presets.rl import OLDER_RECORDS
+
+    compositing = card["settings"]["rl"].get("video_compositing", OLDER_RECORDS["video_compositing"])
     oracle = (
         " (oracle row: the agent sees true mask x frame, not a learned adapter)"
         if "+oracle" in card["algorithm"]
@@ -287,7 +290,8 @@ def card_text(card: dict[str, Any]) -> str:
         f"({card['frames']} frames), commit {card['commit']}.",
         "",
         f"Returns over {card['evaluation']['seeds']} evaluation seeds x {card['evaluation']['episodes']} episodes "
-        "(mean ± std over seeds, worst seed; `video_easy` plays the seeds whose clip the data holds):",
+        "(mean ± std over seeds, worst seed; `video_easy` plays the seeds whose clip the data holds; video modes "
+        f"composited by {compositing}):",
         "",
         "| mode | return | worst seed | seeds evaluated |",
         "|---|---|---|---|",
