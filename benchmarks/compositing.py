@@ -85,16 +85,15 @@ def frame_scores(task: str, episodes: int, steps: int, data_dir, cache, adapter=
     return scores
 
 
-def bundle_returns(name: str, seeds: int, data_dir, cache) -> dict:
-    """A bundle's returns per video mode and compositing: ``seeds`` evaluation seeds, one episode each."""
-    from vai.pretrained import find_bundle
+def bundle_returns(bundle, seeds: int, data_dir, cache) -> dict:
+    """A bundle's (a :class:`vai.pretrained.PretrainedAgent`) returns per video mode and compositing:
+    ``seeds`` evaluation seeds, one episode each."""
     from vai.rl.evaluate import evaluate
 
-    agent = find_bundle(name).agent().agent
     out: dict = {}
     for compositing in COMPOSITINGS:
         results = evaluate(
-            agent, agent_task(name), list(MODES), seeds, 1, data_dir, video_cache=cache, compositing=compositing
+            bundle.agent, bundle.task, list(MODES), seeds, 1, data_dir, video_cache=cache, compositing=compositing
         )
         for mode, result in results.items():
             out.setdefault(mode, {})[compositing] = {
@@ -109,12 +108,6 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def agent_task(name: str) -> str:
-    from vai.pretrained import find_bundle
-
-    return find_bundle(name).card["task"]
 
 
 def main() -> None:
@@ -144,17 +137,17 @@ def main() -> None:
     names = args.bundles
     if names is not None and not names:
         names = [name for name in bundle_names() if find_bundle(name).card["task"] in args.tasks]
-    names = names or []
+    agents = {name: find_bundle(name).agent() for name in names or []}  # each bundle read and checked once
     adapter_files = dict(item.split("=", 1) for item in args.adapter)
     cache = VideoCache()  # each clip decoded once for every mode, compositing and bundle
     record: dict = {"tasks": {}, "bundles": {}, "episodes": args.episodes, "steps": args.steps}
     for task in args.tasks:
-        learned = [n for n in names if agent_task(n) == task and find_bundle(n).card["algorithm"] == "vai"]
+        learned = [n for n, a in agents.items() if a.task == task and a.card["algorithm"] == "vai"]
         adapter, source = None, None
         if task in adapter_files:
             adapter, source = load_adapter(adapter_files[task]), Path(adapter_files[task]).parent.name
         elif learned:
-            adapter, source = find_bundle(learned[0]).agent().agent.observe.adapter, learned[0]
+            adapter, source = agents[learned[0]].agent.observe.adapter, learned[0]
         started = time.monotonic()
         scores = frame_scores(task, args.episodes, args.steps, data_dir, cache, adapter)
         record["tasks"][task] = {"scores": scores, "adapter_of": source}
@@ -168,9 +161,9 @@ def main() -> None:
                 if "adapter" in cell:
                     line += f", adapter IoU {cell['adapter']['iou']:.3f} recall {cell['adapter']['recall']:.3f}"
                 print(line)
-    for name in names:
+    for name, agent in agents.items():
         started = time.monotonic()
-        record["bundles"][name] = bundle_returns(name, args.seeds, data_dir, cache)
+        record["bundles"][name] = bundle_returns(agent, args.seeds, data_dir, cache)
         print(f"{name} ({time.monotonic() - started:.0f} s)")
         for mode, cells in record["bundles"][name].items():
             print("  " + mode + ": " + ", ".join(f"{c} {cell['mean']:.1f}" for c, cell in cells.items()))

@@ -95,8 +95,6 @@ class DMCEnv(PixelEnv):
             self._colors.restore()
         self._video = None
         if mode in COLOR_MODES:
-            if self._colors is None:
-                self._colors = ColorRandomizer(self._model, self._renderer, [])
             path = datasets.colors_file(mode, self._data_dir)
             if path is None:
                 warnings.warn(
@@ -104,18 +102,22 @@ class DMCEnv(PixelEnv):
                     f"(fetch the real set with 'vai data fetch colors')",
                     stacklevel=2,
                 )
-                self._colors.settings = generate_colors(mode)
+                self._texture_painter().settings = generate_colors(mode)
             else:
-                self._colors.settings = load_colors(path)
+                self._texture_painter().settings = load_colors(path)
         elif paths := datasets.mode_videos(mode, self._data_dir):
             hard = mode == "video_hard"  # video_hard replaces all behind the agent
             self._video = VideoBackground(
                 paths, "background" if hard else "sky", IMAGE_SIZE, self._video_cache, self.compositing
             )
             if self.compositing == "greenscreen":
-                if self._colors is None:
-                    self._colors = ColorRandomizer(self._model, self._renderer, [])
-                self._colors.paint(green_screen(floor=hard))
+                self._texture_painter().paint(green_screen(floor=hard))
+
+    def _texture_painter(self) -> ColorRandomizer:
+        """The scene's colour writer (colour settings, the green screen), made on first use."""
+        if self._colors is None:
+            self._colors = ColorRandomizer(self._model, self._renderer, [])
+        return self._colors
 
     def _reset_simulation(self, rng: np.random.Generator) -> dict[str, Any]:
         # dm_control draws the initial state from the task's RandomState: seed it from our stream.
